@@ -1,0 +1,182 @@
+"""Posts → training blocks.
+
+Every post is framed the same way in training, evaluation and generation:
+
+    <start> text of the post <end>
+
+`<start>` is the tokenizer's bos token (eos where there is none) and `<end>` its eos token, which the
+model learns to produce: generation stops there, so one sample is one post. Framed posts are packed
+whole into fixed blocks (first-fit by length), so a block never starts mid-post and almost no position
+is padding. Padding is found by position, not by token id: SmolLM2 pads with its end token, and the
+end tokens must keep their labels.
+
+    split = split_posts(posts)                    # newest 10% held out
+    data = build_blocks(split.train_texts, tokenizer, block_size=128)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .errors import HuggingTweetsError, TooLittleText
+from .posts import Post
+
+MIN_CHARACTERS = 6_000  # HuggingTweets refused below this
+WARN_CHARACTERS = 40_000  # and warned below this
+IGNORE = -100  # label value the loss skips
+
+
+@dataclass
+class Split:
+    train: list[Post]
+    validation: list[Post]
+
+    @property
+    def train_texts(self) -> list[str]:
+        return [p.text for p in self.train]
+
+    @property
+    def validation_texts(self) -> list[str]:
+        return [p.text for p in self.validation]
+
+
+def split_posts(posts: list[Post], validation_share: float = 0.1) -> Split:
+    """Hold out the newest posts (not a random sample): the bot is judged on what the person wrote next.
+
+    Posts without dates keep their order and the last ones are held out.
+    """
+    if not 0 <= validation_share < 1:
+        raise HuggingTweetsError(f"validation share must be in [0, 1), got {validation_share}")
+    ordered = list(posts)
+    if ordered and all(p.created_at for p in ordered):
+        ordered.sort(key=lambda p: p.created_at)  # type: ignore[arg-type, return-value]
+    n_val = int(len(ordered) * validation_share)
+    if validation_share > 0 and len(ordered) >= 10:
+        n_val = max(1, n_val)
+    cut = len(ordered) - n_val
+    return Split(ordered[:cut], ordered[cut:])
+
+
+def check_enough_text(posts: list[Post], minimum: int = MIN_CHARACTERS) -> str | None:
+    """Raise TooLittleText under `minimum` characters; return a warning under WARN_CHARACTERS."""
+    characters = sum(len(p.text) for p in posts)
+    if characters < minimum:
+        raise TooLittleText(
+            f"only {len(posts)} posts with {characters:,} characters left after cleaning; at least {minimum:,} are needed "
+            "(keep replies with --keep-replies, add another source, or lower --min-characters)"
+        )
+    if characters < WARN_CHARACTERS:
+        return f"only {characters:,} characters of text: the bot will be rough (above {WARN_CHARACTERS:,} works better)"
+    return None
+
+
+def balance(groups: list[list[Post]]) -> list[Post]:
+    """Mix several accounts, repeating the smaller ones so each weighs about as much as the largest.
+
+    HuggingTweets did the same: otherwise a bot of a prolific and a quiet account sounds like only one.
+    """
+    sizes = [sum(len(p.text) for p in g) for g in groups]
+    largest = max(sizes, default=0)
+    mixed: list[Post] = []
+    for group, size in zip(groups, sizes):
+        repeats = max(1, round(largest / size)) if size else 0
+        mixed += group * repeats
+    return mixed
+
+
+def markers(tokenizer: Any) -> tuple[int, int]:
+    """The (start, end) token ids that frame each post."""
+    end = tokenizer.eos_token_id
+    if end is None:
+        raise HuggingTweetsError("the base model's tokenizer has no end-of-text token: choose another base model")
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else end
+    return start, end
+
+
+def frame(tokenizer: Any, text: str) -> list[int]:
+    start, end = markers(tokenizer)
+    return [start, *tokenizer(text, add_special_tokens=False)["input_ids"], end]
+
+
+@dataclass
+class Blocks(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """Packed, fixed-size blocks ready for `Trainer` (default_data_collator stacks them)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    truncated_posts: int = 0
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.input_ids[i], "attention_mask": self.attention_mask[i], "labels": self.labels[i]}
+
+    @property
+    def trained_tokens(self) -> int:
+        return int((self.labels != IGNORE).sum())
+
+    @property
+    def padding_share(self) -> float:
+        """Share of positions in the blocks that are padding (trained on nothing)."""
+        total = self.attention_mask.numel()
+        return float((self.attention_mask == 0).sum()) / total if total else 0.0
+
+
+def pack(sequences: list[list[int]], block_size: int) -> list[list[int]]:
+    """First-fit decreasing: whole sequences into as few blocks of `block_size` as it finds.
+
+    Returns, per block, the indices of its sequences. Sequences longer than a block get a block each.
+    """
+    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+    bins: list[list[int]] = []
+    free: list[int] = []
+    for i in order:
+        need = min(len(sequences[i]), block_size)
+        # Most posts are short, so most bins fill quickly; scanning only bins with room keeps this fast.
+        for b, room in enumerate(free):
+            if room >= need:
+                bins[b].append(i)
+                free[b] -= need
+                break
+        else:
+            bins.append([i])
+            free.append(block_size - need)
+    return bins
+
+
+def build_blocks(texts: list[str], tokenizer: Any, block_size: int = 128) -> Blocks:
+    """Tokenise framed posts and pack them into blocks with labels on every post token and end token."""
+    if block_size < 8:
+        raise HuggingTweetsError(f"block size must be at least 8 tokens, got {block_size}")
+    start, end = markers(tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end
+    sequences = [frame(tokenizer, t) for t in texts]
+    truncated = sum(1 for s in sequences if len(s) > block_size)
+    sequences = [s[:block_size] for s in sequences]
+    bins = pack(sequences, block_size)
+    n = len(bins)
+    input_ids = torch.full((n, block_size), pad, dtype=torch.long)
+    attention = torch.zeros((n, block_size), dtype=torch.long)
+    labels = torch.full((n, block_size), IGNORE, dtype=torch.long)
+    for b, members in enumerate(bins):
+        at = 0
+        for i in members:
+            seq = sequences[i]
+            input_ids[b, at : at + len(seq)] = torch.tensor(seq)
+            attention[b, at : at + len(seq)] = 1
+            # The start marker is given, not predicted: label everything after it, end token included.
+            labels[b, at + 1 : at + len(seq)] = torch.tensor(seq[1:])
+            at += len(seq)
+    stats = {"posts": len(texts), "blocks": n, "tokens": int(attention.sum())}
+    return Blocks(input_ids, attention, labels, truncated, stats)
+
+
+def steps_per_epoch(n_blocks: int, batch_size: int, grad_accum: int = 1) -> int:
+    return max(1, math.ceil(n_blocks / batch_size / grad_accum))

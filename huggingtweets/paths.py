@@ -1,0 +1,29 @@
+"""Where huggingtweets keeps things on disk.
+
+Everything lives under one home folder, `$HUGGINGTWEETS_HOME` (default `~/.huggingtweets`):
+
+    models/   base models converted once (the embedded default's safetensors copy)
+    data/     fetched posts, one JSONL file per source and account
+    bots/     trained bots, one folder each
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def home() -> Path:
+    return Path(os.environ.get("HUGGINGTWEETS_HOME", Path.home() / ".huggingtweets")).expanduser()
+
+
+def models_dir() -> Path:
+    return home() / "models"
+
+
+def data_dir() -> Path:
+    return home() / "data"
+
+
+def bots_dir() -> Path:
+    return home() / "bots"
