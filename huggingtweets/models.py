@@ -12,8 +12,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from . import atomic, paths
 from .errors import HuggingTweetsError
@@ -88,14 +90,36 @@ def resolve(base: str | None) -> str:
     return base
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP check, so an offline machine fails in seconds instead of after the hub client's retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _from_pretrained(loader: Any, base: str | None, **kwargs: Any) -> Any:
+    source = resolve(base)
+    if not os.path.isdir(source) and not _hub_reachable():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(source, "config.json"), str):
+            raise _unreachable(base, OSError("the model hub cannot be reached and the model is not in the local cache"))
+        kwargs["local_files_only"] = True  # a model already in the hub cache still loads offline
+    try:
+        return loader.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as e:
+        raise _unreachable(base, e) from None
+
+
 def load_tokenizer(base: str | None) -> Any:
     from transformers import AutoTokenizer
 
-    source = resolve(base)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError) as e:
-        raise _unreachable(base, e) from None
+    tokenizer = _from_pretrained(AutoTokenizer, base)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -104,11 +128,7 @@ def load_tokenizer(base: str | None) -> Any:
 def load_model(base: str | None, dtype: Any = None) -> Any:
     from transformers import AutoModelForCausalLM
 
-    source = resolve(base)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype) if dtype else AutoModelForCausalLM.from_pretrained(source)
-    except (OSError, ValueError) as e:
-        raise _unreachable(base, e) from None
+    model = _from_pretrained(AutoModelForCausalLM, base, **({"dtype": dtype} if dtype else {}))
     clear_quantizer_marker(model)
     return model
 
@@ -124,6 +144,11 @@ def _unreachable(base: str | None, error: Exception) -> HuggingTweetsError:
         f"cannot load base model '{base}' ({first[:160]}): pass a local model folder, "
         "or leave --base-model out to use the embedded default"
     )
+
+
+def hub_id(base: str | None) -> str:
+    """How others can load this base from the hub (the default's original repository)."""
+    return DEFAULT_HUB_ID if is_default(base) else str(base)
 
 
 def describe(base: str | None) -> str:

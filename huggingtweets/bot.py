@@ -1,0 +1,300 @@
+"""The friendly facade: train a bot from sources, load it from its folder, generate posts.
+
+    from huggingtweets import Bot
+    bot = Bot.train(["twitter-archive.zip"], keep_replies=True)   # ~/.huggingtweets/bots/<handle>
+    bot.generate(n=5, prompt="I think")
+    bot = Bot.load("~/.huggingtweets/bots/<handle>")
+
+A bot folder holds everything needed to use it and nothing secret:
+
+    model.safetensors + config.json         full fine-tune
+    adapter_model.safetensors + adapter_config.json   LoRA (the base is named in huggingtweets.json)
+    tokenizer files, generation_config.json
+    huggingtweets.json   what it was trained from and how
+    metrics.json         validation loss and perplexity per evaluation, base vs bot
+    counts.json          the data table
+    ngrams.bin           hashes of the training posts' 8-word runs, for the copy check
+    README.md            the model card
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__, atomic, card, models, paths
+from .clean import CleanOptions
+from .corpus import Corpus, build_corpus
+from .dataset import MIN_CHARACTERS, markers
+from .errors import HuggingTweetsError
+from .evaluate import perplexity
+from .generate import GenerateOptions, Partial, Sample, generate, stream
+from .memorisation import CopyChecker
+from .sources import FetchOptions, Progress
+from .train import Listener, TrainConfig, TrainResult, is_peft, train_model
+
+INFO = "huggingtweets.json"
+log = logging.getLogger(__name__)
+
+
+def is_bot_folder(path: str | Path) -> bool:
+    return (Path(path).expanduser() / INFO).is_file()
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Bot:
+    def __init__(self, path: Path, model: Any, tokenizer: Any, info: dict[str, Any], checker: CopyChecker | None) -> None:
+        self.path = path
+        self.model = model
+        self.tokenizer = tokenizer
+        self.info = info
+        self.checker = checker
+
+    def __repr__(self) -> str:
+        return f"Bot({str(self.path)!r}, accounts={self.info.get('accounts')}, base={self.info.get('base_model')!r})"
+
+    # ---- loading -------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path, trainable: bool = False) -> Bot:
+        """Load a bot folder. `trainable` keeps LoRA adapters separate so training can continue."""
+        folder = Path(path).expanduser()
+        if not folder.is_dir():
+            raise HuggingTweetsError(f"bot folder {path} does not exist: train one with `huggingtweets train`, or list them with `huggingtweets bots`")
+        try:
+            info = json.loads((folder / INFO).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise HuggingTweetsError(f"{path} is not a bot folder (no {INFO}): train one with `huggingtweets train`") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise HuggingTweetsError(f"{path}/{INFO} is corrupt: train the bot again") from None
+        try:
+            tokenizer = models.load_tokenizer(str(folder))
+            if info.get("method") == "lora":
+                from peft import PeftModel
+
+                base = models.load_model(info.get("base_model"))
+                model = PeftModel.from_pretrained(base, str(folder), is_trainable=trainable)
+                if not trainable:
+                    model = model.merge_and_unload()  # one matrix per layer again: faster generation
+            else:
+                model = models.load_model(str(folder))
+        except HuggingTweetsError:
+            raise
+        except Exception as e:  # a truncated safetensors file, a config that does not match the weights, ...
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise HuggingTweetsError(f"bot folder {path} is corrupt or incomplete ({first}): train the bot again") from None
+        ngrams = folder / "ngrams.bin"
+        checker = CopyChecker.load(ngrams) if ngrams.is_file() else None
+        model.to(_device())
+        model.train(trainable)
+        return cls(folder, model, tokenizer, info, checker)
+
+    # ---- training ------------------------------------------------------------------------------
+
+    @classmethod
+    def train(
+        cls,
+        sources: Sequence[str] | str,
+        out: str | Path | None = None,
+        *,
+        base_model: str | None = None,
+        config: TrainConfig | None = None,
+        clean: CleanOptions | None = None,
+        fetch: FetchOptions | None = None,
+        keep_replies: bool | None = None,
+        min_characters: int = MIN_CHARACTERS,
+        restart: bool = False,
+        listener: Listener | None = None,
+        stop: threading.Event | None = None,
+        progress: Progress | None = None,
+        show_progress: bool = True,
+    ) -> Bot:
+        """Fetch/read the sources, clean them, fine-tune `base_model` (default: the embedded SmolLM2) and save the bot."""
+        clean = clean or CleanOptions()
+        if keep_replies is not None:
+            clean.keep_replies = keep_replies
+        corpus = build_corpus([sources] if isinstance(sources, str) else list(sources), clean, fetch, progress, min_characters)
+        if progress:
+            progress(corpus.table())
+            if corpus.warning:
+                progress(f"warning: {corpus.warning}")
+        return cls.train_corpus(
+            corpus, out, base_model=base_model, config=config, restart=restart, listener=listener, stop=stop,
+            progress=progress, show_progress=show_progress,
+        )
+
+    @classmethod
+    def train_corpus(
+        cls,
+        corpus: Corpus,
+        out: str | Path | None = None,
+        *,
+        base_model: str | None = None,
+        config: TrainConfig | None = None,
+        restart: bool = False,
+        listener: Listener | None = None,
+        stop: threading.Event | None = None,
+        progress: Progress | None = None,
+        show_progress: bool = True,
+    ) -> Bot:
+        config = (config or TrainConfig()).resolved()
+        out_dir = Path(out).expanduser() if out else paths.bots_dir() / corpus.name
+        train_texts, validation_texts = corpus.texts()
+
+        # The starting point: a base model, or an existing bot to continue training.
+        if base_model and is_bot_folder(base_model):
+            prior = cls.load(base_model, trainable=True)
+            model, tokenizer = prior.model, prior.tokenizer
+            base_spec = prior.info.get("base_model") if is_peft(model) else str(Path(base_model).expanduser().resolve())
+            if is_peft(model) and config.method != "lora":
+                config.method = "lora"
+            continued_from = prior.info.get("name")
+        else:
+            if progress:
+                progress(f"loading base model {models.describe(base_model)}")
+            model, tokenizer = models.load_base(base_model)
+            base_spec = base_model if not models.is_default(base_model) else models.DEFAULT_BASE
+            continued_from = None
+        markers(tokenizer)  # fails early, clearly, for a tokenizer without an end token
+
+        base_ppl = perplexity(model, tokenizer, validation_texts, config.block_size) if validation_texts else math.nan
+        if progress:
+            progress(f"training ({config.method}, {config.epochs:g} epochs, lr {config.learning_rate:g}) on {len(train_texts)} posts")
+        work_dir = out_dir.parent / f".{out_dir.name}.training"
+        result = train_model(
+            model, tokenizer, train_texts, validation_texts, config, work_dir,
+            base=str(base_spec), restart=restart, listener=listener, stop=stop, show_progress=show_progress,
+            run_name=corpus.name,
+        )
+        bot_ppl = math.exp(result.best_eval_loss) if result.best_eval_loss is not None else math.nan
+        checker = CopyChecker.from_texts(p.text for p in corpus.posts)
+        info = {
+            "name": out_dir.name,
+            "huggingtweets_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "accounts": [a.name for a in corpus.accounts],
+            # Sources as given, but files by name only: a bot folder should not reveal local paths.
+            "sources": [a.source if not Path(a.source).exists() else Path(a.source).name for a in corpus.accounts],
+            "base_model": base_spec,
+            "base_model_description": models.describe(base_spec),
+            "continued_from": continued_from,
+            "method": config.method,
+            "config": asdict(config),
+            "clean": asdict(corpus.options),
+            "generation": {"top_p": 0.95, "temperature": 1.0, "max_new_tokens": 96},
+            "stopped_early": result.stopped,
+        }
+        metrics = {
+            "history": result.history,
+            "base_perplexity": _round(base_ppl),
+            "bot_perplexity": _round(bot_ppl),
+            "best_validation_loss": result.best_eval_loss,
+            "steps": result.steps,
+            "seconds": result.seconds,
+            "resumed_from_step": int(result.resumed_from.rsplit("-", 1)[1]) if result.resumed_from else None,
+            "data": result.train_stats,
+        }
+        bot = cls(out_dir, result.model, tokenizer, info, checker)
+        bot._save(out_dir, corpus, metrics)
+        if not result.stopped:
+            shutil.rmtree(work_dir, ignore_errors=True)  # finished: checkpoints are no longer needed
+        elif progress:
+            progress(f"stopped: checkpoints kept in {work_dir}; train again with the same settings to resume")
+        if is_peft(bot.model):
+            bot.model = bot.model.merge_and_unload()
+        bot.model.eval()
+        return bot
+
+    def _save(self, out_dir: Path, corpus: Corpus, metrics: dict[str, Any]) -> None:
+        from transformers import GenerationConfig
+
+        start, end = markers(self.tokenizer)
+        with atomic.folder(out_dir) as tmp:
+            model = self.model
+            if is_peft(model):
+                # Name the base as others would load it (a hub id), not as a path on this machine.
+                for adapter in model.peft_config.values():
+                    adapter.base_model_name_or_path = models.hub_id(self.info["base_model"])
+            model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            GenerationConfig(
+                do_sample=True, top_p=0.95, temperature=1.0, max_new_tokens=96, bos_token_id=start,
+                eos_token_id=[end] if start == end else [end, start], pad_token_id=self.tokenizer.pad_token_id,
+            ).save_pretrained(tmp)
+            atomic.write_json(tmp / INFO, self.info)
+            atomic.write_json(tmp / "metrics.json", metrics)
+            atomic.write_json(tmp / "counts.json", [c.to_dict() for c in corpus.counts])
+            assert self.checker is not None
+            self.checker.save(tmp / "ngrams.bin")
+            atomic.write_text(tmp / "README.md", card.render(self.info, metrics, corpus.table()))
+        self.path = out_dir
+
+    # ---- using ---------------------------------------------------------------------------------
+
+    def options(self, **kwargs: Any) -> GenerateOptions:
+        names = {f.name for f in fields(GenerateOptions)}
+        unknown = set(kwargs) - names
+        if unknown:
+            raise TypeError(f"unknown generation option(s): {', '.join(sorted(unknown))}")
+        return GenerateOptions(**kwargs)
+
+    def generate(self, n: int = 5, prompt: str = "", **kwargs: Any) -> list[Sample]:
+        """`n` new posts starting with `prompt`; each says whether it copies a training post (copies are redrawn)."""
+        return generate(self.model, self.tokenizer, self.options(n=n, prompt=prompt, **kwargs), self.checker)
+
+    def stream(self, prompt: str = "", **kwargs: Any) -> Iterator[Partial]:
+        """One post as it is generated, for user interfaces."""
+        return stream(self.model, self.tokenizer, self.options(prompt=prompt, **kwargs), self.checker)
+
+    def perplexity(self, texts: list[str]) -> float:
+        return perplexity(self.model, self.tokenizer, texts, int(self.info.get("config", {}).get("block_size", 128)))
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        path = self.path / "metrics.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _round(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 3)
+
+
+def list_bots(folder: str | Path | None = None) -> list[dict[str, Any]]:
+    """The bots in `folder` (default: the bots folder), newest first, with what they were trained on."""
+    root = Path(folder).expanduser() if folder else paths.bots_dir()
+    found = []
+    for path in sorted(root.glob(f"*/{INFO}")):
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+            metrics = json.loads((path.parent / "metrics.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue  # a half-deleted or foreign folder is not listed
+        found.append(
+            {
+                "name": path.parent.name,
+                "path": str(path.parent),
+                "accounts": info.get("accounts", []),
+                "base_model": info.get("base_model"),
+                "method": info.get("method"),
+                "created": info.get("created"),
+                "perplexity": metrics.get("bot_perplexity"),
+                "base_perplexity": metrics.get("base_perplexity"),
+            }
+        )
+    return sorted(found, key=lambda b: b.get("created") or "", reverse=True)
+
+
+__all__ = ["Bot", "list_bots", "is_bot_folder", "CleanOptions", "TrainConfig", "TrainResult", "FetchOptions"]

@@ -1,0 +1,93 @@
+"""The model card (`README.md`) written into every bot folder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _results(metrics: dict[str, Any]) -> str:
+    rows = metrics.get("history") or []
+    if not rows:
+        return "No validation posts were held out, so there is no validation loss."
+    lines = ["| step | epoch | train loss | validation loss | perplexity | seconds |", "|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        f"| {r['step']} | {r['epoch']} | {r['train_loss']} | {r['validation_loss']} | {r['perplexity']} | {r['seconds']} |" for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def render(info: dict[str, Any], metrics: dict[str, Any], counts_table: str) -> str:
+    accounts = ", ".join(info.get("accounts", [])) or "unknown"
+    config = info.get("config", {})
+    name = info.get("name", "bot")
+    lora = info.get("method") == "lora"
+    use_transformers = (
+        f"""```python
+from peft import AutoPeftModelForCausalLM
+from transformers import AutoTokenizer
+model = AutoPeftModelForCausalLM.from_pretrained("{name}")   # downloads the base model named in adapter_config.json
+tokenizer = AutoTokenizer.from_pretrained("{name}")
+```"""
+        if lora
+        else f"""```python
+from transformers import pipeline
+generator = pipeline("text-generation", model="{name}")
+print(generator(generator.tokenizer.bos_token, do_sample=True, top_p=0.95, max_new_tokens=96))
+```"""
+    )
+    return f"""---
+tags:
+- huggingtweets
+- text-generation
+- ai-generated-text
+library_name: {"peft" if lora else "transformers"}
+---
+
+# {name}: a language model fine-tuned on the public posts of {accounts}
+
+> **AI-generated text.** Everything this model writes is machine-made. It was never written or endorsed by
+> {accounts}. Label generated posts as AI-generated wherever you show them, and do not pass them off as the person's.
+
+Made with huggingtweets, a research and teaching tool for fine-tuning language models.
+
+## Data
+
+{counts_table}
+
+The newest {int(100 * 0.1)}% of each account's posts were held out for validation.
+
+## Training
+
+- Base model: {info.get("base_model_description", info.get("base_model"))}
+- Method: {"LoRA (rank " + str(config.get("lora_rank")) + ", all linear layers)" if lora else "full fine-tune"}
+- Epochs: {config.get("epochs")}, learning rate {config.get("learning_rate")}, cosine schedule, batch {config.get("batch_size")} blocks of {config.get("block_size")} tokens, seed {config.get("seed")}, {config.get("precision")}
+- Steps: {metrics.get("steps")}, {metrics.get("seconds")} s{", stopped early on request" if info.get("stopped_early") else ""}
+
+## Results
+
+Validation perplexity: base model {metrics.get("base_perplexity")}, this bot {metrics.get("bot_perplexity")} (lower is better).
+
+{_results(metrics)}
+
+## How to use
+
+With huggingtweets:
+
+```python
+from huggingtweets import Bot
+bot = Bot.load("{name}")
+for post in bot.generate(n=5, prompt="I think"):
+    print(post.text, "(copies a training post)" if post.copied else "")
+```
+
+With transformers (each post starts after the tokenizer's start token and ends at its end token):
+
+{use_transformers}
+
+## Limitations and bias
+
+The model imitates the style and the topics of a small set of posts, including their mistakes, opinions and biases, and
+it inherits those of its base model. It makes things up. It can repeat parts of the training posts: huggingtweets checks
+each generated post for any 8-word run from the training posts and drops copies by default. The base model's own
+limitations apply (see its model card).
+"""

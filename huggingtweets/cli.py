@@ -1,0 +1,308 @@
+"""The `huggingtweets` command. Subcommands mirror the Python API.
+
+    huggingtweets fetch twitter-archive.zip --out posts.jsonl
+    huggingtweets train twitter-archive.zip --keep-replies --out bots/me
+    huggingtweets generate bots/me -n 5 --prompt "I think"
+    huggingtweets eval bots/me newer-posts.jsonl
+    huggingtweets bots
+    huggingtweets demo
+
+Problems with the input print one line on stderr and exit with status 2; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any, NoReturn
+
+from .errors import HuggingTweetsError
+
+EXIT_USAGE = 2
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, like every other error of ours, instead of argparse's usage block.
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive(kind: type) -> Any:
+    def check(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0 or (isinstance(value, float) and math.isinf(value)):
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    check.__name__ = kind.__name__
+    return check
+
+
+def _help(cls: type, name: str) -> str:
+    return next(f.metadata.get("help", "") for f in fields(cls) if f.name == name)
+
+
+def _add_source_options(p: argparse.ArgumentParser) -> None:
+    from .clean import CleanOptions
+
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="X archive (zip/folder/tweets.js), .csv/.jsonl/.txt, @handle, mastodon:user@host, bsky:handle, twint .db")
+    g = p.add_argument_group("cleaning")
+    g.add_argument("--keep-replies", action="store_true", help="keep replies (dropped by default)")
+    g.add_argument("--keep-retweets", action="store_true", help="keep retweets/reposts (dropped by default)")
+    g.add_argument("--keep-urls", action="store_true", help="keep links in the text")
+    g.add_argument("--mentions", choices=["keep", "strip", "mask"], default=CleanOptions.mentions, help="what to do with @mentions")
+    g.add_argument("--lowercase", action="store_true")
+    g.add_argument("--min-words", type=int, default=CleanOptions.min_words, help="drop posts with fewer words (URLs/@/# do not count)")
+    g.add_argument("--min-engagement-percentile", type=float, default=None, help="keep only posts at or above this percentile of likes+reposts")
+    f = p.add_argument_group("fetching")
+    f.add_argument("--limit", type=_positive(int), default=3200, help="most recent posts to fetch per account")
+    f.add_argument("--refresh", action="store_true", help="refetch instead of only asking for newer posts")
+    f.add_argument("--offline", action="store_true", help="use only posts cached by earlier fetches")
+    f.add_argument("--no-wait", action="store_true", help="stop instead of waiting when rate limited")
+
+
+def _clean_options(a: argparse.Namespace) -> Any:
+    from .clean import CleanOptions
+
+    return CleanOptions(
+        keep_replies=a.keep_replies, keep_retweets=a.keep_retweets, remove_urls=not a.keep_urls, mentions=a.mentions,
+        lowercase=a.lowercase, min_words=a.min_words, min_engagement_percentile=a.min_engagement_percentile,
+    )
+
+
+def _fetch_options(a: argparse.Namespace) -> Any:
+    from .sources import FetchOptions
+
+    return FetchOptions(
+        include_replies=a.keep_replies, include_reposts=a.keep_retweets, limit=a.limit, refresh=a.refresh,
+        offline=a.offline, wait_on_rate_limit=not a.no_wait,
+    )
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def cmd_fetch(a: argparse.Namespace) -> int:
+    from .posts import write_jsonl
+    from .sources import load
+
+    posts = []
+    for source in a.sources:
+        got = load(source, _fetch_options(a), _say)
+        _say(f"{source}: {len(got)} posts")
+        posts += got
+    if a.out:
+        write_jsonl(a.out, posts)
+        _say(f"wrote {len(posts)} posts to {a.out}")
+    else:
+        for p in posts:
+            print(json.dumps(p.to_dict(), ensure_ascii=False))
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .bot import Bot
+    from .corpus import build_corpus
+    from .train import TrainConfig
+
+    config = TrainConfig(
+        method=a.method, epochs=a.epochs, learning_rate=a.learning_rate, batch_size=a.batch_size, block_size=a.block_size,
+        seed=a.seed, max_steps=a.max_steps or -1, lora_rank=a.lora_rank, wandb=a.wandb,
+    )
+    config.validate()
+    corpus = build_corpus(a.sources, _clean_options(a), _fetch_options(a), _say, a.min_characters)
+    _say(corpus.table())
+    if corpus.warning:
+        _say(f"warning: {corpus.warning}")
+    try:
+        bot = Bot.train_corpus(corpus, a.out, base_model=a.base_model, config=config, restart=a.restart, progress=_say, show_progress=not a.quiet)
+    except KeyboardInterrupt:
+        _say("interrupted: run the same command again to resume from the last checkpoint")
+        return 130
+    metrics = bot.metrics
+    if a.json:
+        print(json.dumps({"bot": str(bot.path), **{k: metrics.get(k) for k in ("base_perplexity", "bot_perplexity", "steps", "seconds")}}))
+    else:
+        _say(f"validation perplexity: base {metrics.get('base_perplexity')} -> bot {metrics.get('bot_perplexity')}")
+        print(bot.path)
+    return 0
+
+
+def _generate_options(a: argparse.Namespace) -> dict[str, Any]:
+    return dict(
+        temperature=a.temperature, top_p=a.top_p, top_k=a.top_k, max_new_tokens=a.max_new_tokens, seed=a.seed,
+        keep_copies=a.keep_copies,
+    )
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    from .bot import Bot
+
+    bot = Bot.load(a.bot)
+    samples = bot.generate(n=a.n, prompt=a.prompt, **_generate_options(a))
+    if a.json:
+        print(json.dumps([s.to_dict() for s in samples], ensure_ascii=False, indent=1))
+        return 0
+    print(f"# AI-generated posts in the style of {', '.join(bot.info.get('accounts', []))} (machine-made, not written by them)")
+    for s in samples:
+        print(f"- {s.text}" + ("   [copies a training post]" if s.copied else ""))
+    if len(samples) < a.n:
+        _say(f"only {len(samples)} of {a.n} posts were not copies of training posts (pass --keep-copies to see all)")
+    return 0
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from . import models
+    from .bot import Bot
+    from .clean import CleanOptions
+    from .corpus import build_corpus
+    from .evaluate import perplexity
+
+    bot = Bot.load(a.bot)
+    options = CleanOptions(**bot.info.get("clean", {}))
+    corpus = build_corpus(a.sources, options, None, _say, min_characters=1, validation_share=0.0)
+    texts = [p.text for p in corpus.posts]
+    block = int(bot.info.get("config", {}).get("block_size", 128))
+    result: dict[str, Any] = {"posts": len(texts), "bot_perplexity": round(bot.perplexity(texts), 3)}
+    base = models.load_model(bot.info.get("base_model"))
+    result["base_perplexity"] = round(perplexity(base, bot.tokenizer, texts, block), 3)
+    del base
+    samples = bot.generate(n=a.n, seed=a.seed, keep_copies=True)
+    result["samples"] = len(samples)
+    result["memorisation_rate"] = round(sum(s.copied for s in samples) / max(1, len(samples)), 4)
+    if a.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key.replace('_', ' ')}: {value}")
+    return 0
+
+
+def cmd_bots(a: argparse.Namespace) -> int:
+    from .bot import list_bots
+
+    bots = list_bots(a.folder)
+    if a.json:
+        print(json.dumps(bots))
+    elif not bots:
+        _say("no bots yet: train one with `huggingtweets train SOURCE`")
+    else:
+        for b in bots:
+            print(f"{b['name']}\t{', '.join(b['accounts'])}\t{b['method']}\tperplexity {b['perplexity']}\t{b['path']}")
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import main as demo
+
+    return demo(a)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .generate import GenerateOptions
+    from .train import TrainConfig
+
+    parser = Parser(prog="huggingtweets", description="Fine-tune a language model on public posts and generate new, AI-labelled ones.")
+    parser.add_argument("--version", action="version", version=f"huggingtweets {__import__('huggingtweets').__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("fetch", help="read or download posts and write them as JSONL")
+    _add_source_options(p)
+    p.add_argument("--out", help="JSONL file to write (default: stdout)")
+    p.set_defaults(run=cmd_fetch)
+
+    p = sub.add_parser("train", help="fine-tune a bot on the posts of one or more sources")
+    _add_source_options(p)
+    p.add_argument("--out", help="bot folder (default: ~/.huggingtweets/bots/<accounts>)")
+    p.add_argument("--base-model", default=None, help="hub id, local model folder or bot folder to continue (default: embedded SmolLM2-135M)")
+    p.add_argument("--method", choices=["auto", "lora", "full"], default="auto", help=_help(TrainConfig, "method"))
+    p.add_argument("--epochs", type=_positive(float), default=None, help=_help(TrainConfig, "epochs"))
+    p.add_argument("--learning-rate", type=_positive(float), default=None, help=_help(TrainConfig, "learning_rate"))
+    p.add_argument("--batch-size", type=_positive(int), default=TrainConfig.batch_size, help=_help(TrainConfig, "batch_size"))
+    p.add_argument("--block-size", type=_positive(int), default=TrainConfig.block_size, help=_help(TrainConfig, "block_size"))
+    p.add_argument("--seed", type=int, default=TrainConfig.seed, help=_help(TrainConfig, "seed"))
+    p.add_argument("--max-steps", type=_positive(int), default=None, help=_help(TrainConfig, "max_steps"))
+    p.add_argument("--lora-rank", type=_positive(int), default=TrainConfig.lora_rank, help=_help(TrainConfig, "lora_rank"))
+    p.add_argument("--min-characters", type=int, default=6000, help="refuse to train on less text than this")
+    p.add_argument("--restart", action="store_true", help="discard checkpoints of an interrupted run instead of resuming")
+    p.add_argument("--wandb", action="store_true", help=_help(TrainConfig, "wandb"))
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("generate", help="generate posts with a bot")
+    p.add_argument("bot", help="bot folder")
+    p.add_argument("--prompt", default="", help=_help(GenerateOptions, "prompt"))
+    p.add_argument("-n", type=_positive(int), default=5, help=_help(GenerateOptions, "n"))
+    p.add_argument("--seed", type=int, default=None, help=_help(GenerateOptions, "seed"))
+    p.add_argument("--temperature", type=_positive(float), default=1.0, help=_help(GenerateOptions, "temperature"))
+    p.add_argument("--top-p", type=_positive(float), default=0.95, help=_help(GenerateOptions, "top_p"))
+    p.add_argument("--top-k", type=int, default=0, help=_help(GenerateOptions, "top_k"))
+    p.add_argument("--max-new-tokens", type=_positive(int), default=96, help=_help(GenerateOptions, "max_new_tokens"))
+    p.add_argument("--keep-copies", action="store_true", help=_help(GenerateOptions, "keep_copies"))
+    p.add_argument("--json", action="store_true", help="print a JSON array of {text, copied, ...}")
+    p.set_defaults(run=cmd_generate)
+
+    p = sub.add_parser("eval", help="perplexity of a bot and its base on posts, and its memorisation rate")
+    p.add_argument("bot", help="bot folder")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="held-out posts (any source)")
+    p.add_argument("-n", type=_positive(int), default=50, help="posts to generate for the memorisation rate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_eval)
+
+    p = sub.add_parser("bots", help="list trained bots")
+    p.add_argument("--folder", default=None, help="where to look (default: ~/.huggingtweets/bots)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_bots)
+
+    p = sub.add_parser("demo", help="open the web demo (Voilà)")
+    p.add_argument("--port", type=int, default=8866)
+    p.add_argument("--no-browser", action="store_true")
+    p.set_defaults(run=cmd_demo)
+
+    p = sub.add_parser("bench", help="measure speed, memory and quality (see benchmarks/)")
+    p.add_argument("--data", default=None, help="source to benchmark on (default: the real archive in ../shared)")
+    p.add_argument("--base-model", default=None)
+    p.add_argument("--quick", action="store_true", help="a short run (minutes)")
+    p.add_argument("--json", dest="json_out", default=None, help="write results to this JSON file")
+    p.set_defaults(run=lambda a: __import__("huggingtweets.bench", fromlist=["main"]).main(a))
+    return parser
+
+
+def _quiet_libraries() -> None:
+    # Library chatter (deprecation notes, "generation flags are not valid") is not for users of a CLI.
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the "Loading weights" bar; training keeps its own tqdm bar
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_libraries()
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except HuggingTweetsError as e:
+        print(f"huggingtweets: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("huggingtweets: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

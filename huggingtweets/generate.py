@@ -1,0 +1,171 @@
+"""New posts from a fine-tuned model, with `model.generate`.
+
+A post is generated the way posts were framed in training: start marker, the prompt (the opening words
+of the post, maybe none), and whatever the model writes until it produces the end marker. So one sample
+is one post. Samples are drawn in batches (one forward pass per token for the whole batch), checked
+against the training posts, and copies are dropped and drawn again unless asked to keep them.
+
+    samples = generate(model, tokenizer, GenerateOptions(n=5, prompt="I think"), checker)
+    for partial in stream(model, tokenizer, GenerateOptions(prompt="Today")):
+        print(partial.text)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from .dataset import markers
+from .errors import HuggingTweetsError
+from .memorisation import CopyChecker
+
+MAX_CHARACTERS = 280  # a post on X
+
+
+@dataclass
+class GenerateOptions:
+    prompt: str = field(default="", metadata={"help": "how each post starts"})
+    n: int = field(default=5, metadata={"help": "number of posts"})
+    temperature: float = field(default=1.0, metadata={"help": "higher is wilder, lower is safer"})
+    top_p: float = field(default=0.95, metadata={"help": "nucleus sampling (HuggingTweets used 0.95)"})
+    top_k: int = field(default=0, metadata={"help": "sample among the k likeliest tokens (0: no limit)"})
+    max_new_tokens: int = field(default=96, metadata={"help": "upper bound on tokens per post"})
+    seed: int | None = field(default=None, metadata={"help": "same seed, same posts"})
+    keep_copies: bool = field(default=False, metadata={"help": "keep posts that copy the training posts (marked)"})
+    batch_size: int = field(default=16, metadata={"help": "posts drawn per forward pass"})
+    attempts: int = field(default=4, metadata={"help": "rounds of drawing before giving up on replacing copies"})
+
+    def validate(self) -> None:
+        if self.n <= 0:
+            raise HuggingTweetsError(f"number of posts must be positive, got {self.n}")
+        if not self.temperature > 0:
+            raise HuggingTweetsError(f"temperature must be positive, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise HuggingTweetsError(f"top-p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0 or self.max_new_tokens <= 0 or self.batch_size <= 0:
+            raise HuggingTweetsError("top-k must be >= 0; max new tokens and batch size must be positive")
+
+
+@dataclass
+class Sample:
+    text: str
+    copied: bool  # repeats an 8-word run (or all) of a training post
+    prompt: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {"text": self.text, "copied": self.copied, "prompt": self.prompt, "generated": "AI-generated"}
+
+
+@dataclass
+class Partial:
+    """A post while it streams in; `done` on the last one, which also says whether it copies."""
+
+    text: str
+    done: bool = False
+    copied: bool | None = None
+
+
+def finish(text: str, limit: int = MAX_CHARACTERS) -> str:
+    """Tidy a decoded post and keep it within `limit` characters, cutting at a word boundary."""
+    text = text.strip()
+    if len(text) > limit:
+        cut = text[:limit]
+        text = cut[: cut.rfind(" ")] if " " in cut[limit // 2 :] else cut
+    return text.strip()
+
+
+def _inputs(tokenizer: object, prompt: str, device: torch.device) -> torch.Tensor:
+    start, _ = markers(tokenizer)
+    ids = [start, *tokenizer(prompt, add_special_tokens=False)["input_ids"]] if prompt else [start]  # type: ignore[operator]
+    return torch.tensor([ids], device=device)
+
+
+def _sampling(model: object, tokenizer: object, options: GenerateOptions) -> dict[str, object]:
+    start, end = markers(tokenizer)
+    stops = [end] if start == end else [end, start]  # a new start marker also ends the post
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end  # type: ignore[attr-defined]
+    return dict(
+        do_sample=True,
+        temperature=options.temperature,
+        top_p=options.top_p,
+        top_k=options.top_k or None,
+        max_new_tokens=options.max_new_tokens,
+        eos_token_id=stops,
+        pad_token_id=pad,
+    )
+
+
+def _decode(tokenizer: object, ids: list[int], stops: set[int]) -> str:
+    for i, token in enumerate(ids):
+        if token in stops:
+            ids = ids[:i]
+            break
+    return tokenizer.decode(ids, skip_special_tokens=True)  # type: ignore[attr-defined]
+
+
+@torch.inference_mode()
+def generate(model: object, tokenizer: object, options: GenerateOptions, checker: CopyChecker | None = None) -> list[Sample]:
+    """`options.n` posts; copies of training posts are replaced by fresh draws unless `keep_copies`."""
+    options.validate()
+    device = next(model.parameters()).device  # type: ignore[attr-defined]
+    prompt_ids = _inputs(tokenizer, options.prompt, device)
+    settings = _sampling(model, tokenizer, options)
+    stops = set(settings["eos_token_id"])  # type: ignore[arg-type]
+    kept: list[Sample] = []
+    copies: list[Sample] = []
+    # A private RNG stream: a seed gives the same posts without disturbing the caller's random state.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        if options.seed is not None:
+            torch.manual_seed(options.seed)
+        for _ in range(options.attempts):
+            need = options.n - len(kept)
+            if need <= 0:
+                break
+            batch = min(options.batch_size, max(need, 2 if checker else need))
+            out = model.generate(prompt_ids.repeat(batch, 1), attention_mask=torch.ones_like(prompt_ids).repeat(batch, 1), **settings)  # type: ignore[attr-defined]
+            for row in out[:, prompt_ids.shape[1] :].tolist():
+                text = finish(options.prompt + _decode(tokenizer, row, stops))
+                if not text:
+                    continue
+                sample = Sample(text, bool(checker and checker.copies(text)), options.prompt)
+                (copies if sample.copied and not options.keep_copies else kept).append(sample)
+    return kept[: options.n]
+
+
+def stream(model: object, tokenizer: object, options: GenerateOptions, checker: CopyChecker | None = None) -> Iterator[Partial]:
+    """One post, token by token (for a UI). The last `Partial` is `done` and says whether the post copies."""
+    from transformers import TextIteratorStreamer
+
+    options.validate()
+    device = next(model.parameters()).device  # type: ignore[attr-defined]
+    prompt_ids = _inputs(tokenizer, options.prompt, device)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)  # type: ignore[arg-type]
+    settings = _sampling(model, tokenizer, options)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with torch.inference_mode():
+                if options.seed is not None:
+                    torch.manual_seed(options.seed)
+                model.generate(prompt_ids, attention_mask=torch.ones_like(prompt_ids), streamer=streamer, **settings)  # type: ignore[attr-defined]
+        except BaseException as e:  # surfaced in the caller's thread below
+            errors.append(e)
+            streamer.end()
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    text = options.prompt
+    for piece in streamer:
+        text += piece
+        if len(text.strip()) > MAX_CHARACTERS:
+            break
+        yield Partial(text.strip())
+    thread.join()
+    if errors:
+        raise errors[0]
+    final = finish(text)
+    yield Partial(final, done=True, copied=bool(checker and checker.copies(final)))

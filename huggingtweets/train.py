@@ -1,0 +1,351 @@
+"""Fine-tuning with the Hugging Face `Trainer`: full or LoRA, checkpoints, resume, early stopping.
+
+    result = train_model(model, tokenizer, train_texts, validation_texts, TrainConfig(), work_dir)
+
+This layer knows nothing about bots, folders of posts or user interfaces: it takes texts and a model,
+trains, and reports progress as `TrainingEvent`s to whoever listens (the CLI's tqdm bar, the app's
+progress bar and loss plot). `bot.py` turns the result into a bot folder.
+
+Checkpoints go to `work_dir` (Trainer's `checkpoint-N` folders, written every half epoch). A run
+killed at any point and started again with the same data and settings resumes from the last one;
+`Trainer` restores optimizer, scheduler and RNG state and skips the batches already seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from . import atomic
+from .dataset import Blocks, build_blocks, steps_per_epoch
+from .errors import HuggingTweetsError
+
+log = logging.getLogger(__name__)
+
+Method = Literal["auto", "lora", "full"]
+
+
+@dataclass
+class TrainConfig:
+    """Training settings. `None`/"auto" values are filled in per device by `resolved()`."""
+
+    method: Method = field(default="auto", metadata={"help": "lora or full; auto: LoRA on CPU (about 2x faster per token), full on GPU"})
+    epochs: float | None = field(default=None, metadata={"help": "passes over the posts; auto: 2 on CPU, 4 on GPU"})
+    learning_rate: float | None = field(default=None, metadata={"help": "auto: 1e-3 for LoRA, 1e-4 for a full fine-tune"})
+    batch_size: int = field(default=8, metadata={"help": "blocks per step"})
+    block_size: int = field(default=128, metadata={"help": "tokens per block; posts are packed whole into blocks"})
+    seed: int = field(default=42, metadata={"help": "seed for initialisation and data order"})
+    max_steps: int = field(default=-1, metadata={"help": "stop after this many steps (overrides epochs when > 0)"})
+    lora_rank: int = field(default=16, metadata={"help": "LoRA rank (adapters on every linear layer)"})
+    early_stopping_patience: int = field(default=2, metadata={"help": "evaluations without improvement before stopping"})
+    evals_per_epoch: int = field(default=2, metadata={"help": "validation (and checkpoint) points per epoch"})
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
+        default="auto", metadata={"help": "auto: fp32 on CPU (bf16 is ~20x slower there), bf16/fp16 on GPU"}
+    )
+    wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases (offline unless WANDB_API_KEY is set)"})
+
+    def validate(self) -> None:
+        for name in ("batch_size", "block_size", "lora_rank", "evals_per_epoch"):
+            if getattr(self, name) <= 0:
+                raise HuggingTweetsError(f"{name.replace('_', ' ')} must be positive, got {getattr(self, name)}")
+        if self.epochs is not None and not self.epochs > 0:
+            raise HuggingTweetsError(f"epochs must be positive, got {self.epochs}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise HuggingTweetsError(f"learning rate must be positive, got {self.learning_rate}")
+        if self.method not in ("auto", "lora", "full"):
+            raise HuggingTweetsError(f"method must be lora, full or auto, got {self.method}")
+
+    def resolved(self, device: str | None = None) -> TrainConfig:
+        """A copy with every automatic choice made for `device` ("cpu" or "cuda")."""
+        self.validate()
+        gpu = (device or ("cuda" if torch.cuda.is_available() else "cpu")) != "cpu"
+        method: Method = self.method if self.method != "auto" else ("full" if gpu else "lora")
+        precision = self.precision
+        if precision == "auto":
+            precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if gpu else "fp32"
+        return TrainConfig(
+            **{
+                **asdict(self),
+                "method": method,
+                "epochs": self.epochs if self.epochs is not None else (4.0 if gpu else 2.0),
+                "learning_rate": self.learning_rate or (1e-3 if method == "lora" else 1e-4),
+                "precision": precision,
+            }
+        )
+
+
+@dataclass
+class TrainingEvent:
+    """What a progress listener receives. `kind` is start, step, log (a train loss), eval or end."""
+
+    kind: Literal["start", "step", "log", "eval", "end"]
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float | None = None
+    eval_loss: float | None = None
+    seconds: float = 0.0
+
+
+Listener = Callable[[TrainingEvent], None]
+
+
+@dataclass
+class TrainResult:
+    model: Any  # trained weights: the best evaluation's when there was validation data
+    config: TrainConfig
+    history: list[dict[str, float]]  # one row per evaluation: step, epoch, train/validation loss, perplexity, tokens, seconds
+    best_eval_loss: float | None
+    steps: int
+    seconds: float
+    stopped: bool  # stopped early on request (the Stop button, or Ctrl-C handled by the caller)
+    resumed_from: str | None
+    train_stats: dict[str, Any]
+
+
+def run_fingerprint(config: TrainConfig, base: str, train_texts: list[str], validation_texts: list[str]) -> str:
+    """Identifies a run: resuming is only allowed into checkpoints of the same data, base and settings."""
+    digest = hashlib.sha256()
+    settings = {k: v for k, v in asdict(config).items() if k not in ("wandb",)}
+    digest.update(json.dumps([settings, base], sort_keys=True, default=str).encode())
+    for text in (*train_texts, "\x00", *validation_texts):
+        digest.update(text.encode())
+        digest.update(b"\x01")
+    return digest.hexdigest()[:16]
+
+
+def prepare_work_dir(work_dir: Path, fingerprint: str, restart: bool) -> str | None:
+    """Make `work_dir` ready; return the checkpoint to resume from, if this exact run was interrupted before."""
+    marker = work_dir / "run.json"
+    if work_dir.exists():
+        previous = json.loads(marker.read_text()).get("fingerprint") if marker.is_file() else None
+        if previous != fingerprint:
+            if not restart:
+                raise HuggingTweetsError(
+                    f"{work_dir} holds checkpoints of a different training run (other data or settings): "
+                    "pass --restart to discard them, or train with the same data and settings to resume"
+                )
+            shutil.rmtree(work_dir)
+        elif restart:
+            shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(marker, {"fingerprint": fingerprint})
+    return last_checkpoint(work_dir)
+
+
+def last_checkpoint(work_dir: Path) -> str | None:
+    """The newest complete checkpoint (Trainer writes `trainer_state.json` last)."""
+    done = [p for p in work_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return str(max(done, key=lambda p: int(p.name.split("-")[1]))) if done else None
+
+
+def add_lora(model: Any, rank: int) -> Any:
+    """Wrap `model` with LoRA adapters on every linear layer (attention and MLP; not the output head)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def is_peft(model: Any) -> bool:
+    return hasattr(model, "peft_config")
+
+
+class _Relay:
+    """Turns Trainer callbacks into `TrainingEvent`s, collects per-evaluation history, and honours a stop request."""
+
+    def __init__(self, listener: Listener | None, stop: threading.Event | None, tokens_per_step: float) -> None:
+        self.listener = listener
+        self.stop = stop
+        self.tokens_per_step = tokens_per_step
+        self.history: list[dict[str, float]] = []
+        self.train_losses: list[float] = []
+        self.started = time.perf_counter()
+        self.stopped = False
+
+    def emit(self, kind: str, state: Any, **values: Any) -> None:
+        if self.listener is not None:
+            event = TrainingEvent(kind, state.global_step, state.max_steps, float(state.epoch or 0.0), seconds=self.elapsed(), **values)  # type: ignore[arg-type]
+            self.listener(event)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def callback(self) -> Any:
+        from transformers import TrainerCallback
+
+        relay = self
+
+        class Relay(TrainerCallback):  # type: ignore[misc]
+            def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                relay.emit("start", state)
+
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                relay.emit("step", state)
+                if relay.stop is not None and relay.stop.is_set():
+                    # Save where we are, then stop: the checkpoint is kept and the run can be resumed.
+                    relay.stopped = True
+                    control.should_save = True
+                    control.should_training_stop = True
+
+            def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+                if logs and "loss" in logs:
+                    relay.train_losses.append(float(logs["loss"]))
+                    relay.emit("log", state, loss=float(logs["loss"]))
+
+            def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
+                if not metrics or "eval_loss" not in metrics:
+                    return
+                eval_loss = float(metrics["eval_loss"])
+                train_loss = sum(relay.train_losses) / len(relay.train_losses) if relay.train_losses else math.nan
+                relay.train_losses = []
+                relay.history.append(
+                    {
+                        "step": state.global_step,
+                        "epoch": round(float(state.epoch or 0.0), 3),
+                        "train_loss": round(train_loss, 4),
+                        "validation_loss": round(eval_loss, 4),
+                        "perplexity": round(math.exp(min(eval_loss, 50.0)), 3),
+                        "tokens": int(state.global_step * relay.tokens_per_step),
+                        "seconds": round(relay.elapsed(), 1),
+                    }
+                )
+                relay.emit("eval", state, eval_loss=eval_loss)
+
+            def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                relay.emit("end", state)
+
+        return Relay()
+
+
+def _wandb_environment() -> None:
+    """W&B runs only when asked; without a key it logs offline instead of prompting (a prompt would hang)."""
+    if not os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") != "disabled":
+        os.environ["WANDB_MODE"] = "offline"
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_PROJECT", "huggingtweets")
+
+
+def train_model(
+    model: Any,
+    tokenizer: Any,
+    train_texts: list[str],
+    validation_texts: list[str],
+    config: TrainConfig,
+    work_dir: Path,
+    *,
+    base: str = "",
+    restart: bool = False,
+    listener: Listener | None = None,
+    stop: threading.Event | None = None,
+    show_progress: bool = True,
+    run_name: str | None = None,
+) -> TrainResult:
+    """Fine-tune `model` on the texts. `config` should be `resolved()`; LoRA is added here unless present."""
+    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, default_data_collator
+
+    config.validate()
+    if config.epochs is None or config.method == "auto" or config.learning_rate is None:
+        config = config.resolved()
+    gpu = torch.cuda.is_available()
+    train_data = build_blocks(train_texts, tokenizer, config.block_size)
+    eval_data: Blocks | None = build_blocks(validation_texts, tokenizer, config.block_size) if validation_texts else None
+    if len(train_data) == 0:
+        raise HuggingTweetsError("no training text: give more posts")
+
+    fingerprint = run_fingerprint(config, base, train_texts, validation_texts)
+    resume = prepare_work_dir(work_dir, fingerprint, restart)
+    if resume:
+        log.info("resuming from %s", resume)
+
+    if config.method == "lora" and not is_peft(model):
+        model = add_lora(model, config.lora_rank)
+    elif config.method == "full" and is_peft(model):
+        raise HuggingTweetsError("this bot was trained with LoRA: continue it with --method lora")
+    model.config.use_cache = False  # the KV cache is for generation; in training it only costs memory
+
+    per_epoch = steps_per_epoch(len(train_data), config.batch_size)
+    every = max(1, math.ceil(per_epoch / config.evals_per_epoch))
+    checks = eval_data is not None and len(eval_data) > 0
+    if config.wandb:
+        _wandb_environment()
+    args = TrainingArguments(
+        output_dir=str(work_dir),
+        run_name=run_name,
+        num_train_epochs=float(config.epochs or 1),
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        learning_rate=float(config.learning_rate or 1e-4),
+        lr_scheduler_type="cosine",
+        warmup_steps=0,
+        weight_decay=0.0,
+        seed=config.seed,
+        data_seed=config.seed,
+        eval_strategy="steps" if checks else "no",
+        eval_steps=every,
+        save_strategy="steps",
+        save_steps=every,
+        save_total_limit=2,  # the best and the newest
+        load_best_model_at_end=checks,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        logging_steps=max(1, min(10, every // 2)),
+        report_to=["wandb"] if config.wandb else [],
+        use_cpu=not gpu,
+        bf16=config.precision == "bf16",
+        fp16=config.precision == "fp16",
+        dataloader_num_workers=0,
+        disable_tqdm=not show_progress,
+    )
+    relay = _Relay(listener, stop, tokens_per_step=train_data.trained_tokens / max(1, per_epoch))
+    callbacks: list[Any] = [relay.callback()]
+    if checks:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_data,
+        eval_dataset=eval_data if checks else None,
+        data_collator=default_data_collator,
+        callbacks=callbacks,
+    )
+    if not show_progress:
+        from transformers.trainer_callback import PrintCallback, ProgressCallback
+
+        trainer.remove_callback(ProgressCallback)
+        trainer.remove_callback(PrintCallback)
+    output = trainer.train(resume_from_checkpoint=resume)
+    best = trainer.state.best_metric if checks else None
+    model = trainer.model
+    model.config.use_cache = True
+    return TrainResult(
+        model=model,
+        config=config,
+        history=relay.history,
+        best_eval_loss=float(best) if best is not None else None,
+        steps=int(output.global_step),
+        seconds=round(relay.elapsed(), 1),
+        stopped=relay.stopped,
+        resumed_from=resume,
+        train_stats={
+            **train_data.stats,
+            "trained_tokens_per_epoch": train_data.trained_tokens,
+            "padding_share": round(train_data.padding_share, 4),
+            "truncated_posts": train_data.truncated_posts,
+            "validation_posts": len(validation_texts),
+            "steps_per_epoch": per_epoch,
+        },
+    )
