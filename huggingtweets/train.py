@@ -323,10 +323,10 @@ def train_model(
         callbacks=callbacks,
     )
     if not show_progress:
-        from transformers.trainer_callback import PrintCallback, ProgressCallback
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
         trainer.remove_callback(ProgressCallback)
-        trainer.remove_callback(PrintCallback)
+        trainer.remove_callback(PrinterCallback)
     output = trainer.train(resume_from_checkpoint=resume)
     best = trainer.state.best_metric if checks else None
     model = trainer.model

@@ -309,17 +309,21 @@ def fetch_cached(
     path = cache.cache_path(service, account)
     cached = cache.read(service, account)
     if options.offline:
-        if cached is None:
+        if cached is None or not (cached.posts or not cached.pending):
             raise HuggingTweetsError(f"nothing cached for {fetcher.label} (no {path}): fetch it once without offline mode")
         say(f"{fetcher.label}: using {len(cached.posts)} cached posts (offline)")
         return _wanted(cached.posts, options)[: options.limit]
 
     limit = min(options.limit, fetcher.max_posts)
     state = _start(cached, options, fetcher.label, say)
-    if state.posts or cached is None:
-        # The plan is on disk before the first request. Not when starting over: a failed first request
-        # must not throw away the old cache.
-        cache.write(service, account, state)
+
+    def save() -> None:
+        # Never replace a cache with nothing unless the account really has no posts: starting over
+        # (refresh) and failing at the first request must leave the old cache as it was.
+        if cached is None or state.posts or not state.pending:
+            cache.write(service, account, state)
+
+    save()  # the plan is on disk before the first request
     known = {p.id: p for p in state.posts}
     new = 0
     try:
@@ -347,7 +351,7 @@ def fetch_cached(
                     state.pending.pop(0)
                 else:
                     state.pending[0] = Span(page.resume, span.since)
-                cache.write(service, account, state)
+                save()
                 say(f"{fetcher.label}: {new} new posts fetched, {len(state.posts)} in the cache")
                 if page.resume is None or got >= budget:
                     break
@@ -363,7 +367,7 @@ def fetch_cached(
         say(f"{fetcher.label}: interrupted; kept {new} new posts in {path}, run again to carry on")
         raise
     finally:
-        cache.write(service, account, state)
+        save()
     posts = _wanted(state.posts, options)[: options.limit]
     say(f"{fetcher.label}: {len(posts)} posts ({new} new)")
     return posts
