@@ -54,9 +54,10 @@ class Sample:
     text: str
     copied: bool  # repeats an 8-word run (or all) of a training post
     prompt: str = ""
+    ended: bool = True  # the model wrote the end marker (False: cut at the token or character limit)
 
     def to_dict(self) -> dict[str, object]:
-        return {"text": self.text, "copied": self.copied, "prompt": self.prompt, "generated": "AI-generated"}
+        return {"text": self.text, "copied": self.copied, "prompt": self.prompt, "ended": self.ended, "label": "AI-generated"}
 
 
 @dataclass
@@ -98,12 +99,12 @@ def _sampling(model: object, tokenizer: object, options: GenerateOptions) -> dic
     )
 
 
-def _decode(tokenizer: object, ids: list[int], stops: set[int]) -> str:
+def _decode(tokenizer: object, ids: list[int], stops: set[int]) -> tuple[str, bool]:
+    """The text before the first end marker, and whether there was one."""
     for i, token in enumerate(ids):
         if token in stops:
-            ids = ids[:i]
-            break
-    return tokenizer.decode(ids, skip_special_tokens=True)  # type: ignore[attr-defined]
+            return tokenizer.decode(ids[:i], skip_special_tokens=True), True  # type: ignore[attr-defined]
+    return tokenizer.decode(ids, skip_special_tokens=True), False  # type: ignore[attr-defined]
 
 
 @torch.inference_mode()
@@ -127,10 +128,12 @@ def generate(model: object, tokenizer: object, options: GenerateOptions, checker
             batch = min(options.batch_size, max(need, 2 if checker else need))
             out = model.generate(prompt_ids.repeat(batch, 1), attention_mask=torch.ones_like(prompt_ids).repeat(batch, 1), **settings)  # type: ignore[attr-defined]
             for row in out[:, prompt_ids.shape[1] :].tolist():
-                text = finish(options.prompt + _decode(tokenizer, row, stops))
+                raw, ended = _decode(tokenizer, row, stops)
+                text = finish(options.prompt + raw)
                 if not text:
                     continue
-                sample = Sample(text, bool(checker and checker.copies(text)), options.prompt)
+                ended = ended and len(text) == len((options.prompt + raw).strip())
+                sample = Sample(text, bool(checker and checker.copies(text)), options.prompt, ended)
                 (copies if sample.copied and not options.keep_copies else kept).append(sample)
     return kept[: options.n]
 

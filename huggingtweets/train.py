@@ -51,6 +51,7 @@ class TrainConfig:
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank (adapters on every linear layer)"})
     early_stopping_patience: int = field(default=2, metadata={"help": "evaluations without improvement before stopping"})
     evals_per_epoch: int = field(default=2, metadata={"help": "validation (and checkpoint) points per epoch"})
+    save_minutes: float = field(default=5.0, metadata={"help": "also checkpoint at least this often, so a killed run loses little"})
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
         default="auto", metadata={"help": "auto: fp32 on CPU (bf16 is ~20x slower there), bf16/fp16 on GPU"}
     )
@@ -118,7 +119,7 @@ class TrainResult:
 def run_fingerprint(config: TrainConfig, base: str, train_texts: list[str], validation_texts: list[str]) -> str:
     """Identifies a run: resuming is only allowed into checkpoints of the same data, base and settings."""
     digest = hashlib.sha256()
-    settings = {k: v for k, v in asdict(config).items() if k not in ("wandb",)}
+    settings = {k: v for k, v in asdict(config).items() if k not in ("wandb", "save_minutes")}
     digest.update(json.dumps([settings, base], sort_keys=True, default=str).encode())
     for text in (*train_texts, "\x00", *validation_texts):
         digest.update(text.encode())
@@ -166,8 +167,10 @@ def is_peft(model: Any) -> bool:
 class _Relay:
     """Turns Trainer callbacks into `TrainingEvent`s, collects per-evaluation history, and honours a stop request."""
 
-    def __init__(self, listener: Listener | None, stop: threading.Event | None, tokens_per_step: float) -> None:
+    def __init__(self, listener: Listener | None, stop: threading.Event | None, tokens_per_step: float, save_seconds: float) -> None:
         self.listener = listener
+        self.save_seconds = save_seconds
+        self.last_save = time.perf_counter()
         self.stop = stop
         self.tokens_per_step = tokens_per_step
         self.history: list[dict[str, float]] = []
@@ -194,11 +197,16 @@ class _Relay:
 
             def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
                 relay.emit("step", state)
+                if time.perf_counter() - relay.last_save > relay.save_seconds:
+                    control.should_save = True  # long evaluation intervals on a CPU: checkpoint on time too
                 if relay.stop is not None and relay.stop.is_set():
                     # Save where we are, then stop: the checkpoint is kept and the run can be resumed.
                     relay.stopped = True
                     control.should_save = True
                     control.should_training_stop = True
+
+            def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                relay.last_save = time.perf_counter()
 
             def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
                 if logs and "loss" in logs:
@@ -310,7 +318,7 @@ def train_model(
         dataloader_num_workers=0,
         disable_tqdm=not show_progress,
     )
-    relay = _Relay(listener, stop, tokens_per_step=train_data.trained_tokens / max(1, per_epoch))
+    relay = _Relay(listener, stop, train_data.trained_tokens / max(1, per_epoch), config.save_minutes * 60)
     callbacks: list[Any] = [relay.callback()]
     if checks:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))

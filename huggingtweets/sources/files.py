@@ -13,7 +13,7 @@ import io
 import json
 import re
 import zipfile
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -205,6 +205,21 @@ def _pick(fields: dict[str, str], candidates: tuple[str, ...]) -> str | None:
     return None
 
 
+def _flag(value: Any) -> bool:
+    """A yes/no column: CSV gives "False" or "0" as text, which `bool()` would call true."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "t", "yes", "y", "1")
+    return bool(value)
+
+
+def _record_time(value: Any) -> datetime | None:
+    """A date column; one without a UTC offset is taken as UTC, so posts from all sources sort together."""
+    when = parse_time(str(value)) if value else None
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when
+
+
 def _record_post(record: dict[str, Any], source: str) -> Post:
     fields = {str(k).strip().lower(): k for k in record}
     text_key = _pick(fields, TEXT_COLUMNS)
@@ -219,10 +234,10 @@ def _record_post(record: dict[str, Any], source: str) -> Post:
     return Post(
         text=text,
         id=str(get("id") or ""),
-        created_at=parse_time(str(when)) if when else None,
+        created_at=_record_time(when),
         author=str(get("author") or ""),
-        is_retweet=bool(record.get("is_retweet")) or text.startswith("RT @"),
-        is_reply=bool(record.get("is_reply")) or bool(reply_to) or text.startswith("@"),
+        is_retweet=_flag(record.get("is_retweet")) or text.startswith("RT @"),
+        is_reply=_flag(record.get("is_reply")) or bool(reply_to) or text.startswith("@"),
         likes=to_int(get("likes")),
         reposts=to_int(get("reposts")),
         source=str(record.get("source") or source),

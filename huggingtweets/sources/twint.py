@@ -1,0 +1,128 @@
+"""Posts from a Twint SQLite database (Twint scraped X until 2021; its databases are still around).
+
+Twint changed its schema over time; both are read, by the columns a table really has (`PRAGMA table_info`):
+
+    final   tweets(id_str, tweet, created_at [ms since 1970], date, time, timezone, screen_name, conversation_id,
+                   likes_count, retweets_count, ...), with the account's retweets listed in a `retweets` table
+    older   tweets(id, date, time, timezone, user, tweet, likes, retweets, retweet, user_rt, ...)
+
+A database may hold several accounts; `tweets.db#jack` picks one, and without it there must be only one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import HuggingTweetsError
+from ..posts import Post, parse_time, to_int
+from . import Progress
+
+
+def _when(row: sqlite3.Row, columns: set[str]) -> datetime | None:
+    """Final schema: `created_at` in milliseconds. Older: `date` + `time` (+ `timezone` when it is an offset)."""
+    if "created_at" in columns and isinstance(row["created_at"], (int, float)):
+        return datetime.fromtimestamp(row["created_at"] / 1000, tz=timezone.utc)
+    if "date" not in columns or not row["date"]:
+        return None
+    zone = str(row["timezone"] or "") if "timezone" in columns else ""
+    text = f"{row['date']}T{row['time'] if 'time' in columns and row['time'] else '00:00:00'}"
+    when = parse_time(text + (zone if zone[:1] in "+-" and len(zone) == 5 else ""))
+    # Named zones ("CET") cannot be told apart reliably; Twint wrote UTC unless told otherwise.
+    return when.replace(tzinfo=timezone.utc) if when and when.tzinfo is None else when
+
+
+def load_twint(path: str, user: str | None = None, *, say: Progress) -> list[Post]:
+    """The posts of one account in a Twint database, newest first."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise HuggingTweetsError(f"{path} does not exist")
+    try:
+        # Read-only: a database someone scraped over days is not ours to change.
+        db = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as e:
+        raise HuggingTweetsError(f"{path} cannot be opened as a database ({e})") from None
+    db.row_factory = sqlite3.Row
+    try:
+        return _read(db, path, user, say)
+    except sqlite3.DatabaseError as e:
+        raise HuggingTweetsError(f"{path} is not a readable Twint database ({e})") from None
+    finally:
+        db.close()
+
+
+def _read(db: sqlite3.Connection, path: str, user: str | None, say: Progress) -> list[Post]:
+    columns = {row["name"] for row in db.execute("PRAGMA table_info(tweets)")}
+    if not columns:
+        raise HuggingTweetsError(f"{path} has no `tweets` table: it is not a Twint database")
+    final = "screen_name" in columns
+    author_col = "screen_name" if final else "user"
+    text_col = "tweet"
+    if author_col not in columns or text_col not in columns:
+        raise HuggingTweetsError(f"{path}: the tweets table lacks {author_col!r} or {text_col!r}, not a Twint schema I know")
+
+    # Retweets are stored under the original author. The final schema lists who retweeted what in a `retweets`
+    # table; the older one flags the row (`retweet`) and names the retweeter (`user_rt`).
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if final and "retweets" in tables:
+        is_retweet = "id IN (SELECT tweet_id FROM retweets)"
+        retweeted_by_user = "id IN (SELECT tweet_id FROM retweets WHERE lower(username) = lower(:user))"
+    elif "retweet" in columns:
+        is_retweet = "COALESCE(retweet, 0) NOT IN (0, '0', 'False', 'false', '')"
+        by = "lower(user_rt) = lower(:user)" if "user_rt" in columns else "0"
+        retweeted_by_user = f"({is_retweet}) AND {by}"
+    else:
+        is_retweet = retweeted_by_user = "0"
+
+    # Which accounts the database holds: the authors of posts that are not retweets.
+    counts = db.execute(
+        f"SELECT {author_col} AS author, COUNT(*) AS n FROM tweets WHERE NOT ({is_retweet}) "
+        f"GROUP BY lower({author_col}) ORDER BY n DESC"
+    ).fetchall()
+    if not counts:
+        raise HuggingTweetsError(f"{path} holds no posts")
+    if user is None:
+        if len(counts) > 1:
+            listed = ", ".join(f"{row['author']} ({row['n']})" for row in counts[:10])
+            more = f" and {len(counts) - 10} more" if len(counts) > 10 else ""
+            raise HuggingTweetsError(
+                f"{path} holds posts by {len(counts)} accounts: {listed}{more}; pick one with {path}#{counts[0]['author']}"
+            )
+        user = str(counts[0]["author"])
+    elif not any(str(row["author"]).lower() == user.lower() for row in counts):
+        listed = ", ".join(str(row["author"]) for row in counts[:10])
+        raise HuggingTweetsError(f"{path} has no posts by {user}; it holds posts by {listed}")
+
+    id_col = "id_str" if "id_str" in columns else "id"
+    likes_col = next((c for c in ("likes_count", "likes") if c in columns), None)
+    reposts_col = next((c for c in ("retweets_count", "retweets") if c in columns), None)
+    # Replies: the final schema lists whom a post replies to in `replies`; older ones only show a leading @.
+    if "replies" in tables:
+        is_reply = "id IN (SELECT tweet_id FROM replies)"
+    elif "conversation_id" in columns:
+        is_reply = f"CAST(conversation_id AS TEXT) != CAST({id_col} AS TEXT)"
+    else:
+        is_reply = "0"
+    rows = db.execute(
+        f"SELECT *, ({retweeted_by_user}) AS _is_retweet, ({is_reply}) AS _is_reply FROM tweets "
+        f"WHERE lower({author_col}) = lower(:user) OR ({retweeted_by_user})",
+        {"user": user},
+    ).fetchall()
+    posts = [
+        Post(
+            text=str(row[text_col] or ""),
+            id=str(row[id_col]),
+            created_at=_when(row, columns),
+            author=str(row[author_col]),
+            is_retweet=bool(row["_is_retweet"]),
+            is_reply=bool(row["_is_reply"]) or str(row[text_col] or "").startswith("@"),
+            likes=to_int(row[likes_col]) if likes_col else None,
+            reposts=to_int(row[reposts_col]) if reposts_col else None,
+            source="twint",
+        )
+        for row in rows
+    ]
+    posts.sort(key=lambda p: (p.created_at or datetime.min.replace(tzinfo=timezone.utc), len(p.id), p.id), reverse=True)
+    say(f"{path}: {len(posts)} posts by {user}")
+    return posts

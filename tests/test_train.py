@@ -1,0 +1,204 @@
+"""Training on tiny models: the end token is learned, runs resume, bots save and reload, LoRA and full, both families."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_posts
+from huggingtweets import models
+from huggingtweets.bot import Bot, list_bots
+from huggingtweets.clean import CleanOptions
+from huggingtweets.corpus import Corpus, build_corpus
+from huggingtweets.dataset import build_blocks, markers
+from huggingtweets.errors import HuggingTweetsError
+from huggingtweets.train import TrainConfig, TrainingEvent, last_checkpoint
+
+
+def corpus_of(path: Path) -> Corpus:
+    return build_corpus([str(path)], CleanOptions(), min_characters=1000)
+
+
+def end_token_probability(model: torch.nn.Module, tokenizer, texts: list[str]) -> float:
+    """Mean probability the model gives the end token right after each complete post."""
+    _, end = markers(tokenizer)
+    data = build_blocks(texts, tokenizer, 64)
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=data.input_ids, attention_mask=data.attention_mask).logits
+    probs = logits.softmax(-1)
+    # labels[t] == end means position t-1 must predict the end token.
+    where = (data.labels == end).nonzero()
+    return float(torch.stack([probs[b, t - 1, end] for b, t in where.tolist()]).mean())
+
+
+def fast(**overrides) -> TrainConfig:
+    settings = dict(method="full", epochs=3, learning_rate=3e-3, batch_size=8, block_size=64)
+    return TrainConfig(**{**settings, **overrides})
+
+
+def test_end_of_post_token_is_learned(home, tiny_llama, posts_file):
+    corpus = corpus_of(posts_file)
+    _, validation = corpus.texts()
+    base, tokenizer = models.load_base(str(tiny_llama))
+    before = end_token_probability(base, tokenizer, validation)
+    bot = Bot.train_corpus(corpus, home / "bot", base_model=str(tiny_llama), config=fast(), show_progress=False)
+    after = end_token_probability(bot.model, bot.tokenizer, validation)
+    # Posts are 4-20 random words: a model that learned that posts end puts real mass on the end token (chance: 1/300).
+    assert before < 0.02
+    assert after > 0.03 and after > 10 * before
+
+
+def test_training_lowers_validation_loss_and_writes_a_complete_bot(home, tiny_llama, posts_file):
+    events: list[TrainingEvent] = []
+    bot = Bot.train_corpus(corpus_of(posts_file), home / "bot", base_model=str(tiny_llama), config=fast(), listener=events.append, show_progress=False)
+    metrics = json.loads((home / "bot" / "metrics.json").read_text())
+    history = metrics["history"]
+    assert len(history) >= 3  # two evaluations per epoch
+    assert metrics["bot_perplexity"] < metrics["base_perplexity"]
+    # The best evaluation is kept, and the saved weights are the best ones.
+    best = min(r["validation_loss"] for r in history)
+    assert metrics["best_validation_loss"] == pytest.approx(best, abs=1e-3)
+    _, validation = corpus_of(posts_file).texts()
+    assert Bot.load(home / "bot").perplexity(validation) == pytest.approx(math.exp(best), rel=1e-3)
+
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "end" and "eval" in kinds and "log" in kinds
+    steps = [e.step for e in events if e.kind == "step"]
+    assert steps == list(range(1, len(steps) + 1)) and steps[-1] == events[0].total_steps
+
+    folder = home / "bot"
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "generation_config.json", "huggingtweets.json", "counts.json", "ngrams.bin", "README.md"):
+        assert (folder / name).is_file(), name
+    card = (folder / "README.md").read_text()
+    assert "AI-generated" in card and "| account |" in card and str(tiny_llama) in card
+    assert not (home / ".bot.training").exists()  # checkpoints are removed once the bot is written
+    assert [b["name"] for b in list_bots(home)] == ["bot"]
+    assert bot.info["method"] == "full"
+
+
+@pytest.mark.parametrize("family", ["tiny_llama", "tiny_gpt2"])
+def test_lora_bot_saves_only_the_adapter_and_reloads(home, family, request, posts_file):
+    base = request.getfixturevalue(family)
+    bot = Bot.train_corpus(corpus_of(posts_file), home / "bot", base_model=str(base), config=fast(method="lora", epochs=1), show_progress=False)
+    folder = home / "bot"
+    assert (folder / "adapter_model.safetensors").is_file() and not (folder / "model.safetensors").exists()
+    assert json.loads((folder / "huggingtweets.json").read_text())["base_model"] == str(base)
+    samples = bot.generate(n=3, seed=1)
+    again = Bot.load(folder).generate(n=3, seed=1)
+    assert [s.text for s in samples] == [s.text for s in again]  # the saved bot is the trained one
+
+
+def _stop_at(step: int, stop: threading.Event):
+    def listen(event: TrainingEvent) -> None:
+        if event.kind == "step" and event.step == step:
+            stop.set()
+
+    return listen
+
+
+def weights(bot: Bot) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in bot.model.state_dict().items()}
+
+
+def test_stopped_run_resumes_to_the_same_weights(home, tiny_llama, posts_file):
+    config = fast(epochs=2)
+    corpus = corpus_of(posts_file)
+    whole = weights(Bot.train_corpus(corpus, home / "a", base_model=str(tiny_llama), config=config, show_progress=False))
+
+    stop = threading.Event()
+    stopped = Bot.train_corpus(corpus, home / "b", base_model=str(tiny_llama), config=config, stop=stop, listener=_stop_at(5, stop), show_progress=False)
+    assert stopped.info["stopped_early"] and last_checkpoint(home / ".b.training").endswith("checkpoint-5")
+    resumed = Bot.train_corpus(corpus, home / "b", base_model=str(tiny_llama), config=config, show_progress=False)
+    assert resumed.metrics["resumed_from_step"] == 5
+    for name, tensor in weights(resumed).items():
+        torch.testing.assert_close(tensor, whole[name], rtol=1e-4, atol=1e-5)
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(home, tiny_llama, posts_file):
+    config = fast(epochs=2)
+    corpus = corpus_of(posts_file)
+
+    def crash(event: TrainingEvent) -> None:
+        if event.kind == "step" and event.step == 16:  # after the checkpoint at half an epoch (13 steps)
+            raise KeyboardInterrupt  # what Ctrl-C or a dying kernel looks like to the training loop
+
+    with pytest.raises(KeyboardInterrupt):
+        Bot.train_corpus(corpus, home / "bot", base_model=str(tiny_llama), config=config, listener=crash, show_progress=False)
+    assert not (home / "bot").exists()  # no half-written bot
+    saved = last_checkpoint(home / ".bot.training")
+    assert saved is not None
+    bot = Bot.train_corpus(corpus, home / "bot", base_model=str(tiny_llama), config=config, show_progress=False)
+    assert bot.metrics["resumed_from_step"] == int(saved.rsplit("-", 1)[1])
+
+
+def test_other_settings_do_not_resume_into_old_checkpoints(home, tiny_llama, posts_file):
+    stop = threading.Event()
+    corpus = corpus_of(posts_file)
+    Bot.train_corpus(corpus, home / "bot", base_model=str(tiny_llama), config=fast(), stop=stop, listener=_stop_at(2, stop), show_progress=False)
+    with pytest.raises(HuggingTweetsError, match="--restart"):
+        Bot.train_corpus(corpus, home / "bot", base_model=str(tiny_llama), config=fast(learning_rate=1e-3), show_progress=False)
+    bot = Bot.train_corpus(corpus, home / "bot", base_model=str(tiny_llama), config=fast(learning_rate=1e-3), restart=True, show_progress=False)
+    assert bot.metrics["resumed_from_step"] is None
+
+
+def test_continue_training_an_existing_bot_on_new_posts(home, tiny_llama, tmp_path):
+    first = tmp_path / "first.txt"
+    first.write_text("\n".join(make_posts(300, seed=5)))
+    newer = tmp_path / "newer.txt"
+    newer.write_text("\n".join("water sound people " + p for p in make_posts(300, seed=6)))
+    Bot.train_corpus(corpus_of(first), home / "v1", base_model=str(tiny_llama), config=fast(method="lora", epochs=1), show_progress=False)
+    _, held_out = corpus_of(newer).texts()
+    v1 = Bot.load(home / "v1")
+    before = v1.perplexity(held_out)
+    v2 = Bot.train_corpus(corpus_of(newer), home / "v2", base_model=str(home / "v1"), config=fast(method="lora", epochs=1), show_progress=False)
+    assert v2.info["continued_from"] == "v1"
+    assert v2.info["base_model"] == str(tiny_llama)  # a LoRA bot keeps pointing at the model its adapter fits
+    assert v2.perplexity(held_out) < before
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [(dict(epochs=0), "epochs"), (dict(learning_rate=-1.0), "learning rate"), (dict(batch_size=0), "batch size"), (dict(method="half"), "method")],
+)
+def test_bad_settings_are_refused(bad, message):
+    with pytest.raises(HuggingTweetsError, match=message):
+        TrainConfig(**bad).resolved("cpu")
+
+
+def test_device_defaults():
+    cpu = TrainConfig().resolved("cpu")
+    assert (cpu.method, cpu.precision) == ("lora", "fp32")  # bf16 on this CPU is ~20x slower
+    assert cpu.learning_rate == 1e-3
+
+
+def test_wandb_without_key_runs_offline_and_never_writes_the_key(home, tiny_llama, posts_file, monkeypatch, capfd):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(home))
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value_123")
+    Bot.train_corpus(corpus_of(posts_file), home / "bot", base_model=str(tiny_llama), config=fast(epochs=1, wandb=True), show_progress=False)
+    import os
+
+    assert os.environ["WANDB_MODE"] == "offline"
+    out = capfd.readouterr()
+    assert "hf_secret_token_value_123" not in out.out + out.err
+    for path in (home / "bot").rglob("*"):
+        if path.is_file():
+            assert b"hf_secret_token_value_123" not in path.read_bytes(), path
+
+
+def test_long_intervals_also_checkpoint_on_time(home, tiny_llama, posts_file):
+    def crash(event: TrainingEvent) -> None:
+        if event.kind == "step" and event.step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Bot.train_corpus(corpus_of(posts_file), home / "bot", base_model=str(tiny_llama), config=fast(save_minutes=1e-9), listener=crash, show_progress=False)
+    # Evaluation is every 13 steps here; the time rule saved after steps 1 and 2 (the crash came before step 3's save).
+    assert last_checkpoint(home / ".bot.training").endswith("checkpoint-2")
