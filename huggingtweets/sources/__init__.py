@@ -12,7 +12,7 @@ databases (`.db`, `.sqlite`) are handled by `remote`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..posts import Post
 from .files import load_file
@@ -33,7 +33,8 @@ class FetchOptions:
     refresh: bool = False  # refetch everything instead of only what is newer than the cache
     offline: bool = False  # use only the local cache
     wait_on_rate_limit: bool = True
-    x_bearer_token: str | None = None  # else $X_BEARER_TOKEN or $TWITTER_BEARER_TOKEN
+    # else $X_BEARER_TOKEN or $TWITTER_BEARER_TOKEN; a secret, so kept out of repr() (and so out of logs and tracebacks)
+    x_bearer_token: str | None = field(default=None, repr=False)
 
 
 def is_remote(source: str) -> bool:
@@ -42,6 +43,7 @@ def is_remote(source: str) -> bool:
     return (
         s.startswith(("@", "x:", "twitter:", "mastodon:", "bsky:", "bluesky:", "http://", "https://"))
         or s.endswith((".db", ".sqlite", ".sqlite3"))
+        or s.rpartition("#")[0].endswith((".db", ".sqlite", ".sqlite3"))  # tweets.db#jack: one account of several
     )
 
 

@@ -1,0 +1,109 @@
+"""Generation and the memorisation check, on a tiny trained bot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from huggingtweets.bot import Bot
+from huggingtweets.clean import CleanOptions
+from huggingtweets.corpus import build_corpus
+from huggingtweets.errors import HuggingTweetsError
+from huggingtweets.generate import MAX_CHARACTERS, finish
+from huggingtweets.memorisation import CopyChecker, fingerprints, words
+from huggingtweets.train import TrainConfig
+
+TRAINING = [
+    "the quick brown fox jumps over the lazy dog every single morning",
+    "short post here",
+]
+
+
+def test_an_eight_word_run_is_a_copy_whatever_the_punctuation_and_case():
+    checker = CopyChecker.from_texts(TRAINING)
+    assert checker.copies("Yesterday THE quick, brown fox jumps over the lazy dog!")
+    assert not checker.copies("the quick brown fox jumps over a lazy dog")  # 7-word runs only
+    assert checker.copies("Short post, here.")  # a short post counts when it is the whole training post
+    assert not checker.copies("short post here again")
+    assert checker.rate(["short post here", "something else entirely new"]) == 0.5
+
+
+def test_the_check_is_stored_as_hashes_not_text(tmp_path: Path):
+    checker = CopyChecker.from_texts(TRAINING)
+    checker.save(tmp_path / "ngrams.bin")
+    data = (tmp_path / "ngrams.bin").read_bytes()
+    assert b"fox" not in data and len(data) == 8 * len(checker.hashes)
+    loaded = CopyChecker.load(tmp_path / "ngrams.bin")
+    assert loaded.copies("the quick brown fox jumps over the lazy dog")
+    assert words("It's @me #tag, ok") == ["it's", "@me", "#tag", "ok"]
+    assert len(fingerprints(TRAINING[0])) == len(TRAINING[0].split()) - 8 + 1
+
+
+def test_finish_keeps_posts_within_280_characters_at_a_word_boundary():
+    long = "word " * 100
+    cut = finish(long)
+    assert len(cut) <= MAX_CHARACTERS and cut.endswith("word")
+    assert finish("  hello  ") == "hello"
+
+
+@pytest.fixture(scope="module")
+def bot(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Bot:
+    from conftest import make_posts
+
+    home = tmp_path_factory.mktemp("gen-home")
+    source = home / "posts.txt"
+    source.write_text("\n".join(make_posts(400)))
+    corpus = build_corpus([str(source)], CleanOptions(), min_characters=1000)
+    config = TrainConfig(method="full", epochs=3, learning_rate=3e-3, block_size=64)
+    return Bot.train_corpus(corpus, home / "bot", base_model=str(tiny_llama), config=config, show_progress=False)
+
+
+def test_posts_end_at_the_end_token_and_are_reproducible(bot: Bot):
+    samples = bot.generate(n=12, seed=3, max_new_tokens=64)
+    assert len(samples) == 12
+    # The trained model ends most posts itself (its posts are 4-20 words long, well within 64 tokens).
+    assert sum(s.ended for s in samples) >= 8
+    for s in samples:
+        assert s.text and len(s.text) <= MAX_CHARACTERS
+        assert "<|im_end|>" not in s.text and "<|im_start|>" not in s.text
+    assert [s.text for s in bot.generate(n=12, seed=3, max_new_tokens=64)] == [s.text for s in samples]
+    assert [s.text for s in bot.generate(n=12, seed=4, max_new_tokens=64)] != [s.text for s in samples]
+
+
+def test_prompt_starts_every_post(bot: Bot):
+    for s in bot.generate(n=4, prompt="water sound", seed=0):
+        assert s.text.startswith("water sound") and s.prompt == "water sound"
+
+
+def test_more_posts_than_a_batch(bot: Bot):
+    assert len(bot.generate(n=5, seed=0, batch_size=2)) == 5
+
+
+def test_copies_are_marked_or_replaced(bot: Bot):
+    first = bot.generate(n=6, seed=7)
+    # Pretend those very posts were the training data: drawing again with the same seed copies them all.
+    bot.checker, original = CopyChecker.from_texts(s.text for s in first), bot.checker
+    try:
+        marked = bot.generate(n=6, seed=7, keep_copies=True)
+        assert [s.text for s in marked] == [s.text for s in first] and all(s.copied for s in marked)
+        fresh = bot.generate(n=6, seed=7)
+        assert all(not s.copied for s in fresh)
+        assert not {s.text for s in fresh} & {s.text for s in first}
+    finally:
+        bot.checker = original
+
+
+def test_stream_yields_growing_text_and_a_final_verdict(bot: Bot):
+    parts = list(bot.stream(prompt="the", seed=1, max_new_tokens=40))
+    assert len(parts) >= 2 and parts[-1].done and parts[-1].copied is not None
+    assert all(not p.done for p in parts[:-1])
+    texts = [p.text for p in parts[:-1]]
+    assert all(b.startswith(a) for a, b in zip(texts, texts[1:]))
+    assert parts[-1].text.startswith("the")
+
+
+@pytest.mark.parametrize("bad", [dict(n=0), dict(temperature=0.0), dict(top_p=1.5), dict(max_new_tokens=0)])
+def test_bad_generation_settings_are_refused(bot: Bot, bad):
+    with pytest.raises(HuggingTweetsError):
+        bot.generate(**{"n": 1, **bad})
