@@ -111,7 +111,8 @@ def cmd_fetch(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from .bot import Bot
+    from . import models
+    from .bot import Bot, is_bot_folder
     from .corpus import build_corpus
     from .train import TrainConfig
 
@@ -120,6 +121,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         seed=a.seed, max_steps=a.max_steps or -1, lora_rank=a.lora_rank, wandb=a.wandb,
     )
     config.validate()
+    if not (a.base_model and is_bot_folder(a.base_model)):
+        models.check_available(a.base_model)  # before fetching anything: an unreachable model is found in seconds
     corpus = build_corpus(a.sources, _clean_options(a), _fetch_options(a), _say, a.min_characters)
     _say(corpus.table())
     if corpus.warning:

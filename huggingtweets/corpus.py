@@ -92,8 +92,6 @@ def build_corpus(
         name = account_label(source, raw)
         cleaned = clean(raw, options, account=name)
         accounts.append(Account(source, name, cleaned.posts, cleaned.counts))
-        if progress:
-            progress(f"{name}: {cleaned.counts.read} posts read, {cleaned.counts.kept} kept")
     corpus = Corpus(accounts, options, validation_share)
     total = sum((a.counts for a in accounts[1:]), accounts[0].counts) if len(accounts) > 1 else accounts[0].counts
     if total.kept == 0:

@@ -102,14 +102,26 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _from_pretrained(loader: Any, base: str | None, **kwargs: Any) -> Any:
+def check_available(base: str | None) -> bool:
+    """Fail now, with the one-line error, if `base` cannot be loaded; True when it must come from the local cache."""
+    if is_default(base):
+        if not (paths.models_dir() / DEFAULT_NAME / "config.json").is_file():
+            _gguf_path()
+        return False
     source = resolve(base)
-    if not os.path.isdir(source) and not _hub_reachable():
-        from huggingface_hub import try_to_load_from_cache
+    if os.path.isdir(source) or _hub_reachable():
+        return False
+    from huggingface_hub import try_to_load_from_cache
 
-        if not isinstance(try_to_load_from_cache(source, "config.json"), str):
-            raise _unreachable(base, OSError("the model hub cannot be reached and the model is not in the local cache"))
+    if not isinstance(try_to_load_from_cache(source, "config.json"), str):
+        raise _unreachable(base, OSError("the model hub cannot be reached and the model is not in the local cache"))
+    return True
+
+
+def _from_pretrained(loader: Any, base: str | None, **kwargs: Any) -> Any:
+    if check_available(base):
         kwargs["local_files_only"] = True  # a model already in the hub cache still loads offline
+    source = resolve(base)
     try:
         return loader.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as e:

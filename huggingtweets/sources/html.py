@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-# Elements that start a new block of text. `<p>` is a paragraph (a blank line between two); the rest a new line.
+# Elements that start a new block of text: paragraphs (a blank line before and after) and lines (a line break before).
 _PARAGRAPHS = {"p", "blockquote", "pre", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6"}
 _LINES = {"li", "div"}
 _VOID = {"br", "img", "hr", "wbr", "input", "meta", "link", "source"}
@@ -51,8 +51,6 @@ class _TextParser(HTMLParser):
             return
         if tag in _PARAGRAPHS:
             self.parts.append("\n\n")
-        elif tag in _LINES:
-            self.parts.append("\n")
         if tag == "pre" and self.pre:
             self.pre -= 1
 

@@ -1,0 +1,160 @@
+"""The command line: results on good input, one clear line and exit status 2 on bad input, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import make_posts
+from huggingtweets import models
+from huggingtweets.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def assert_one_line_error(code: int, err: str, *words: str) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("huggingtweets")
+    for word in words:
+        assert word.lower() in lines[0].lower(), (word, lines[0])
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> dict[str, Path]:
+    """One bad input of each kind."""
+    made: dict[str, Path] = {}
+
+    def put(name: str, content: str | bytes) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        made[name] = path
+        return path
+
+    put("unknown.docx", "PK not really a document")
+    put("empty.txt", "")
+    put("truncated/tweets.js", 'window.YTD.tweets.part0 = [ {"tweet": {"full_text": "hello th')
+    put("no-posts/data/tweets.js", "window.YTD.tweets.part0 = []")
+    put("no-text-column.csv", "id,likes\n1,2\n")
+    put("latin1.csv", "text\ncafé crème brûlée au soleil\n".encode("latin-1"))
+    put("all-short.txt", "a b\nhi\nok then\n")
+    put("too-little.txt", "\n".join(make_posts(12)))
+    put("enough.txt", "\n".join(make_posts(400)))
+    return made
+
+
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("missing.csv", ["missing.csv", "not"]),
+        ("unknown.docx", ["format"]),
+        ("empty.txt", ["empty"]),
+        ("truncated/tweets.js", ["tweets.js"]),
+        ("no-posts", ["no posts"]),
+        ("no-text-column.csv", ["column"]),
+        ("latin1.csv", ["utf-8"]),
+        ("all-short.txt", ["nothing left after cleaning"]),
+        ("too-little.txt", ["characters", "6,000"]),
+    ],
+)
+def test_bad_sources_give_one_line_and_write_nothing(capsys, home, tmp_path, files, name, words):
+    out = tmp_path / "bot"
+    code, _, err = run(capsys, "train", str(tmp_path / name), "--out", str(out))
+    assert_one_line_error(code, err, *words)
+    assert not out.exists() and not (tmp_path / ".bot.training").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["train", "X", "--epochs", "0"], ["epochs", "positive"]),
+        (["train", "X", "--learning-rate", "-1"], ["learning-rate", "positive"]),
+        (["generate", "B", "-n", "0"], ["-n", "positive"]),
+        (["generate", "B", "--temperature", "0"], ["temperature", "positive"]),
+        (["generate", "B", "--temperature", "hot"], ["temperature", "not a number"]),
+        (["frobnicate"], ["invalid choice"]),
+    ],
+)
+def test_bad_numbers_and_commands(capsys, argv, words):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert_one_line_error(exit_.value.code, capsys.readouterr().err, *words)
+
+
+def test_missing_and_corrupt_bot_folders(capsys, tmp_path, home):
+    code, _, err = run(capsys, "generate", str(tmp_path / "nobot"))
+    assert_one_line_error(code, err, "does not exist")
+
+    (tmp_path / "notabot").mkdir()
+    code, _, err = run(capsys, "generate", str(tmp_path / "notabot"))
+    assert_one_line_error(code, err, "not a bot folder")
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "huggingtweets.json").write_text("{ half")
+    code, _, err = run(capsys, "generate", str(broken))
+    assert_one_line_error(code, err, "corrupt")
+
+
+def test_unreachable_hub_id_fails_fast_with_advice(capsys, home, files, tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: False)
+    code, _, err = run(capsys, "train", str(files["enough.txt"]), "--base-model", "someone/no-such-model", "--out", str(tmp_path / "bot"))
+    assert_one_line_error(code, err, "someone/no-such-model", "local model folder")
+    assert not (tmp_path / "bot").exists()
+
+
+def test_train_generate_eval_and_list(capsys, home, files, tiny_llama, tmp_path):
+    bot = tmp_path / "bots" / "me"
+    code, out, err = run(
+        capsys, "train", str(files["enough.txt"]), "--out", str(bot), "--base-model", str(tiny_llama),
+        "--method", "full", "--epochs", "2", "--learning-rate", "3e-3", "--block-size", "64", "--quiet", "--json",
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["bot"] == str(bot) and result["bot_perplexity"] < result["base_perplexity"]
+    assert "| account |" in err  # the counts table is printed
+
+    code, out, err = run(capsys, "generate", str(bot), "-n", "3", "--seed", "1", "--json")
+    assert code == 0, err
+    posts = json.loads(out)
+    assert len(posts) == 3 and all(isinstance(p["text"], str) and p["text"] and p["copied"] in (True, False) for p in posts)
+
+    code, out, _ = run(capsys, "generate", str(bot), "-n", "2", "--seed", "1")
+    assert code == 0 and "AI-generated" in out.splitlines()[0] and len(out.strip().splitlines()) == 3
+
+    code, out, err = run(capsys, "eval", str(bot), str(files["enough.txt"]), "-n", "4", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["samples"] == 4 and 0 <= report["memorisation_rate"] <= 1
+    assert report["bot_perplexity"] < report["base_perplexity"]
+
+    code, out, _ = run(capsys, "bots", "--folder", str(tmp_path / "bots"), "--json")
+    assert code == 0 and [b["name"] for b in json.loads(out)] == ["me"]
+
+
+def test_fetch_writes_normalised_posts(capsys, archive_zip, tmp_path):
+    out = tmp_path / "posts.jsonl"
+    code, _, err = run(capsys, "fetch", str(archive_zip), "--out", str(out))
+    assert code == 0, err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 2045
+    assert {"text", "id", "created_at", "is_retweet", "is_reply", "likes", "reposts"} <= set(records[0])
+
+
+def test_module_entry_point_prints_no_traceback(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "huggingtweets", "train", str(tmp_path / "nothing.csv")], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr and "nothing.csv" in done.stderr

@@ -1,0 +1,232 @@
+"""Posts → training blocks: the chronological split, the text checks, balancing and packing."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from huggingtweets.clean import CleanOptions, clean
+from huggingtweets.dataset import IGNORE, balance, build_blocks, check_enough_text, frame, markers, pack, split_posts
+from huggingtweets.errors import HuggingTweetsError, TooLittleText
+from huggingtweets.posts import Post
+from huggingtweets.sources.files import load_file
+
+from conftest import ARCHIVE, make_posts
+
+START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def dated(n: int) -> list[Post]:
+    return [Post(text=f"post number {i}", id=str(i), created_at=START + timedelta(hours=i)) for i in range(n)]
+
+
+def tokenizer(folder: Path):  # type: ignore[no-untyped-def]
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
+
+
+# ---------------------------------------------------------------- split
+
+
+def test_split_holds_out_newest_tenth_even_when_shuffled() -> None:
+    posts = dated(50)
+    shuffled = posts[:]
+    random.Random(3).shuffle(shuffled)
+    split = split_posts(shuffled)
+    assert len(split.validation) == 5 and len(split.train) == 45
+    assert {p.id for p in split.validation} == {str(i) for i in range(45, 50)}
+    assert max(p.created_at for p in split.train) < min(p.created_at for p in split.validation)  # type: ignore[type-var]
+    assert sorted(p.id for p in split.train + split.validation) == sorted(p.id for p in posts)
+    assert split.validation_texts == [f"post number {i}" for i in range(45, 50)]
+
+
+def test_split_mixed_offsets_sorts_by_instant() -> None:
+    # "w" reads later on the wall clock (20:00) but is 08:00 UTC; "n" reads 14:00 but is 09:00 UTC, the newest.
+    posts = dated(8) + [
+        Post(text="wall-clock latest", id="w", created_at=datetime(2024, 1, 1, 20, 0, tzinfo=timezone(timedelta(hours=12)))),
+        Post(text="newest", id="n", created_at=datetime(2024, 1, 1, 14, 0, tzinfo=timezone(timedelta(hours=5)))),
+    ]
+    split = split_posts(list(reversed(posts)))
+    assert [p.id for p in split.validation] == ["n"]
+
+
+def test_split_without_dates_keeps_order_and_holds_out_last() -> None:
+    posts = [Post(text=t) for t in make_posts(30)]
+    split = split_posts(posts)
+    assert split.train + split.validation == posts
+    assert len(split.validation) == 3
+
+
+def test_split_small_and_invalid() -> None:
+    assert len(split_posts(dated(10)).validation) == 1
+    assert split_posts(dated(12), validation_share=0).validation == []
+    with pytest.raises(HuggingTweetsError):
+        split_posts(dated(12), validation_share=1.0)
+
+
+# ---------------------------------------------------------------- enough text
+
+
+def test_check_enough_text_refuses_under_minimum_with_numbers() -> None:
+    posts = [Post(text="x" * 100) for _ in range(59)]  # 5,900 characters
+    with pytest.raises(TooLittleText) as info:
+        check_enough_text(posts)
+    message = str(info.value)
+    assert "59 posts" in message and "5,900" in message and "6,000" in message
+    assert "\n" not in message
+    assert isinstance(info.value, HuggingTweetsError)
+
+
+def test_check_enough_text_warns_under_40000() -> None:
+    warning = check_enough_text([Post(text="x" * 100) for _ in range(60)])  # exactly 6,000
+    assert warning is not None and "6,000" in warning and "40,000" in warning
+    assert check_enough_text([Post(text="x" * 1000) for _ in range(39)]) is not None
+    assert check_enough_text([Post(text="x" * 1000) for _ in range(40)]) is None
+    # The minimum can be lowered.
+    assert check_enough_text([Post(text="x" * 100)], minimum=50) is not None
+
+
+def test_real_archive_too_little_without_replies() -> None:
+    posts = load_file(ARCHIVE)
+    with pytest.raises(TooLittleText):
+        check_enough_text(clean(posts).posts)
+    assert check_enough_text(clean(posts, CleanOptions(keep_replies=True)).posts) is None
+
+
+# ---------------------------------------------------------------- balance
+
+
+def test_balance_repeats_smaller_accounts() -> None:
+    big = [Post(text="b" * 100, author="big") for _ in range(30)]  # 3,000 characters
+    small = [Post(text="s" * 100, author="small") for _ in range(10)]  # 1,000
+    middle = [Post(text="m" * 100, author="middle") for _ in range(20)]  # 2,000
+    mixed = balance([big, small, middle])
+    by_author = {a: sum(1 for p in mixed if p.author == a) for a in ("big", "small", "middle")}
+    assert by_author == {"big": 30, "small": 30, "middle": 40}  # 3,000 / 2,000 rounds to 2 repeats
+    assert balance([big]) == big
+    assert balance([big, []]) == big
+    assert balance([]) == []
+
+
+# ---------------------------------------------------------------- blocks
+
+
+def check_blocks(blocks, sequences: list[list[int]], block_size: int) -> None:  # type: ignore[no-untyped-def]
+    """Every sequence appears whole in one block, labelled on all but its start; the rest is padding."""
+    ids, att, lab = blocks.input_ids.tolist(), blocks.attention_mask.tolist(), blocks.labels.tolist()
+    assert blocks.input_ids.shape[1] == block_size
+    remaining = sorted(tuple(s[:block_size]) for s in sequences)
+    found = []
+    for row_ids, row_att, row_lab in zip(ids, att, lab):
+        used = sum(row_att)
+        # Real tokens first, then only padding: attention 0 and label -100.
+        assert row_att == [1] * used + [0] * (block_size - used)
+        assert all(l == IGNORE for l in row_lab[used:])
+        # Labels are the inputs except at the start of each post.
+        starts = [i for i in range(used) if row_lab[i] == IGNORE]
+        assert starts and starts[0] == 0
+        for i in range(used):
+            if i not in starts:
+                assert row_lab[i] == row_ids[i]
+        bounds = starts + [used]
+        for a, b in zip(bounds, bounds[1:]):
+            found.append(tuple(row_ids[a:b]))
+    assert sorted(found) == remaining
+
+
+def test_build_blocks_llama_end_tokens_keep_labels(tiny_llama: Path) -> None:
+    tok = tokenizer(tiny_llama)
+    start, end = markers(tok)
+    assert tok.pad_token_id == end and start != end  # the case that bites: pad == eos
+    texts = make_posts(120, seed=5)
+    block_size = 64
+    blocks = build_blocks(texts, tok, block_size=block_size)
+    sequences = [frame(tok, t) for t in texts]
+    assert all(s[0] == start and s[-1] == end and len(s) <= block_size for s in sequences)
+    assert len(blocks) < len(texts)  # posts really are packed several to a block
+    check_blocks(blocks, sequences, block_size)
+    ids, att, lab = blocks.input_ids, blocks.attention_mask, blocks.labels
+    # Every post's end token is labelled, although it is also the padding id.
+    assert int(((ids == end) & (att == 1) & (lab == end)).sum()) == len(texts)
+    # No start token is labelled.
+    assert int(((ids == start) & (lab != IGNORE)).sum()) == 0
+    assert int((ids == start).sum()) == len(texts)
+    # Padding holds the pad id, no attention and no label.
+    assert bool((ids[att == 0] == tok.pad_token_id).all()) and bool((lab[att == 0] == IGNORE).all())
+    assert blocks.trained_tokens == sum(len(s) - 1 for s in sequences)
+    assert blocks.stats["posts"] == len(texts) and blocks.stats["tokens"] == sum(len(s) for s in sequences)
+    assert blocks.truncated_posts == 0
+    item = blocks[0]
+    assert set(item) == {"input_ids", "attention_mask", "labels"} and item["input_ids"].shape == (block_size,)
+
+
+def test_build_blocks_gpt2_without_pad_token(tiny_gpt2: Path) -> None:
+    tok = tokenizer(tiny_gpt2)
+    assert tok.pad_token_id is None and tok.bos_token_id == tok.eos_token_id
+    start, end = markers(tok)
+    assert start == end
+    texts = make_posts(80, seed=6)
+    blocks = build_blocks(texts, tok, block_size=96)
+    sequences = [frame(tok, t) for t in texts]
+    assert blocks.truncated_posts == 0 and len(blocks) < len(texts)
+    check_blocks(blocks, sequences, 96)
+    ids, att, lab = blocks.input_ids, blocks.attention_mask, blocks.labels
+    # Each post gives one unlabelled start and one labelled end, both the same id.
+    real = att == 1
+    assert int(((ids == end) & real & (lab == end)).sum()) == len(texts)
+    assert int(((ids == end) & real & (lab == IGNORE)).sum()) == len(texts)
+    assert bool((lab[att == 0] == IGNORE).all())
+
+
+def test_build_blocks_truncates_long_posts(tiny_llama: Path) -> None:
+    tok = tokenizer(tiny_llama)
+    long_text = " ".join(make_posts(20, seed=9))
+    blocks = build_blocks([long_text, "a short post"], tok, block_size=16)
+    assert blocks.truncated_posts == 1
+    assert len(frame(tok, long_text)) > 16
+    check_blocks(blocks, [frame(tok, long_text), frame(tok, "a short post")], 16)
+    with pytest.raises(HuggingTweetsError):
+        build_blocks(["x y z"], tok, block_size=4)
+
+
+def test_real_archive_padding_share_small(tiny_llama: Path) -> None:
+    tok = tokenizer(tiny_llama)
+    texts = [p.text for p in clean(load_file(ARCHIVE), CleanOptions(keep_replies=True)).posts]
+    # The tiny tokenizer (300 byte-level tokens) makes posts about 2.5 times as long as SmolLM2's does,
+    # so a block of 256 here is like the default 128 there.
+    blocks = build_blocks(texts, tok, block_size=256)
+    assert blocks.padding_share < 0.02
+    sequences = [frame(tok, t) for t in texts]
+    check_blocks(blocks, sequences, 256)
+
+
+# ---------------------------------------------------------------- pack
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pack_never_overflows_and_keeps_each_sequence_once(seed: int) -> None:
+    rng = random.Random(seed)
+    block_size = 32
+    sequences = [[0] * rng.randint(1, 40) for _ in range(rng.randint(1, 200))]
+    bins = pack(sequences, block_size)
+    flat = [i for b in bins for i in b]
+    assert sorted(flat) == list(range(len(sequences)))
+    for b in bins:
+        assert b
+        assert sum(min(len(sequences[i]), block_size) for i in b) <= block_size
+        if any(len(sequences[i]) >= block_size for i in b):
+            assert len(b) == 1
+
+
+def test_pack_empty_and_exact() -> None:
+    assert pack([], 8) == []
+    bins = pack([[1] * 4, [1] * 4, [1] * 8], 8)
+    assert len(bins) == 2 and sorted(map(sorted, bins)) == [[0, 1], [2]]
+    # Sizes that fill three blocks exactly: first-fit decreasing finds that packing, not one post a block.
+    sizes = [5, 3, 4, 4, 2, 6]
+    bins = pack([[1] * n for n in sizes], 8)
+    assert len(bins) == 3 and all(sum(sizes[i] for i in b) == 8 for b in bins)
