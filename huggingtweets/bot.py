@@ -110,19 +110,18 @@ class Bot:
         sources: Sequence[str] | str,
         out: str | Path | None = None,
         *,
-        base_model: str | None = None,
-        config: TrainConfig | None = None,
         clean: CleanOptions | None = None,
         fetch: FetchOptions | None = None,
         keep_replies: bool | None = None,
         min_characters: int = MIN_CHARACTERS,
-        restart: bool = False,
-        listener: Listener | None = None,
-        stop: threading.Event | None = None,
         progress: Progress | None = None,
-        show_progress: bool = True,
+        **training: Any,
     ) -> Bot:
-        """Fetch/read the sources, clean them, fine-tune `base_model` (default: the embedded SmolLM2) and save the bot."""
+        """Fetch/read the sources, clean them, fine-tune and save the bot.
+
+        `training` takes the keywords of `train_corpus`: base_model (default: the embedded SmolLM2), config,
+        restart, listener, stop, show_progress.
+        """
         clean = clean or CleanOptions()
         if keep_replies is not None:
             clean.keep_replies = keep_replies
@@ -131,10 +130,7 @@ class Bot:
             progress(corpus.table())
             if corpus.warning:
                 progress(f"warning: {corpus.warning}")
-        return cls.train_corpus(
-            corpus, out, base_model=base_model, config=config, restart=restart, listener=listener, stop=stop,
-            progress=progress, show_progress=show_progress,
-        )
+        return cls.train_corpus(corpus, out, progress=progress, **training)
 
     @classmethod
     def train_corpus(
