@@ -22,29 +22,67 @@ STATUSES = f"{BASE}/api/v1/accounts/109/statuses"
 NOW = 1_800_000_000
 
 ACCOUNT = {
-    "id": "109", "username": "alice", "acct": "alice", "display_name": "Alice", "locked": False, "bot": False,
-    "discoverable": True, "group": False, "created_at": "2022-11-01T00:00:00.000Z", "note": "<p>bio</p>",
-    "url": f"{BASE}/@alice", "uri": f"{BASE}/users/alice", "avatar": f"{BASE}/a.png", "avatar_static": f"{BASE}/a.png",
-    "header": f"{BASE}/h.png", "header_static": f"{BASE}/h.png", "followers_count": 10, "following_count": 5,
-    "statuses_count": 6, "last_status_at": "2026-11-01", "emojis": [], "fields": [],
+    "id": "109",
+    "username": "alice",
+    "acct": "alice",
+    "display_name": "Alice",
+    "locked": False,
+    "bot": False,
+    "discoverable": True,
+    "group": False,
+    "created_at": "2022-11-01T00:00:00.000Z",
+    "note": "<p>bio</p>",
+    "url": f"{BASE}/@alice",
+    "uri": f"{BASE}/users/alice",
+    "avatar": f"{BASE}/a.png",
+    "avatar_static": f"{BASE}/a.png",
+    "header": f"{BASE}/h.png",
+    "header_static": f"{BASE}/h.png",
+    "followers_count": 10,
+    "following_count": 5,
+    "statuses_count": 6,
+    "last_status_at": "2026-11-01",
+    "emojis": [],
+    "fields": [],
 }
 
 
-def status(n: int, content: str | None = None, *, reply: bool = False, cw: str = "", reblog: dict | None = None) -> dict:
+def status(
+    n: int, content: str | None = None, *, reply: bool = False, cw: str = "", reblog: dict | None = None
+) -> dict:
     """A status as `GET /api/v1/accounts/:id/statuses` returns it; higher n = newer."""
     return {
-        "id": str(110_000 + n), "created_at": f"2026-11-01T10:00:{n:02d}.000Z",
-        "in_reply_to_id": "5" if reply else None, "in_reply_to_account_id": "6" if reply else None,
-        "sensitive": bool(cw), "spoiler_text": cw, "visibility": "public", "language": "en",
-        "uri": f"{BASE}/users/alice/statuses/{110_000 + n}", "url": f"{BASE}/@alice/{110_000 + n}",
-        "replies_count": 0, "reblogs_count": 1, "favourites_count": n, "edited_at": None,
-        "content": "" if reblog else (content or f"<p>post {n}</p>"), "reblog": reblog, "application": None,
-        "account": ACCOUNT, "media_attachments": [], "mentions": [], "tags": [], "emojis": [], "card": None, "poll": None,
+        "id": str(110_000 + n),
+        "created_at": f"2026-11-01T10:00:{n:02d}.000Z",
+        "in_reply_to_id": "5" if reply else None,
+        "in_reply_to_account_id": "6" if reply else None,
+        "sensitive": bool(cw),
+        "spoiler_text": cw,
+        "visibility": "public",
+        "language": "en",
+        "uri": f"{BASE}/users/alice/statuses/{110_000 + n}",
+        "url": f"{BASE}/@alice/{110_000 + n}",
+        "replies_count": 0,
+        "reblogs_count": 1,
+        "favourites_count": n,
+        "edited_at": None,
+        "content": "" if reblog else (content or f"<p>post {n}</p>"),
+        "reblog": reblog,
+        "application": None,
+        "account": ACCOUNT,
+        "media_attachments": [],
+        "mentions": [],
+        "tags": [],
+        "emojis": [],
+        "card": None,
+        "poll": None,
     }
 
 
 def link(max_id: str, min_id: str) -> dict[str, str]:
-    return {"Link": f'<{STATUSES}?limit=40&max_id={max_id}>; rel="next", <{STATUSES}?limit=40&min_id={min_id}>; rel="prev"'}
+    return {
+        "Link": f'<{STATUSES}?limit=40&max_id={max_id}>; rel="next", <{STATUSES}?limit=40&min_id={min_id}>; rel="prev"'
+    }
 
 
 def params(call: responses.Call) -> dict[str, str]:
@@ -66,7 +104,11 @@ def api(home: Path, clock: list[float]):
         yield mock
 
 
-def fetch(options: FetchOptions | None = None, messages: list[str] | None = None, source: str = "mastodon:alice@mastodon.example"):
+def fetch(
+    options: FetchOptions | None = None,
+    messages: list[str] | None = None,
+    source: str = "mastodon:alice@mastodon.example",
+):
     return load(source, options or FetchOptions(), (messages if messages is not None else []).append)
 
 
@@ -97,7 +139,9 @@ def test_html_to_text_drops_the_quote_fallback_and_keeps_lists():
 
 
 def test_pages_follow_the_link_header(api, home):
-    api.get(STATUSES, json=[status(6, cw="spoilers"), status(5, reply=True), status(4)], headers=link("110004", "110006"))
+    api.get(
+        STATUSES, json=[status(6, cw="spoilers"), status(5, reply=True), status(4)], headers=link("110004", "110006")
+    )
     api.get(STATUSES, json=[status(3, "<p>a &amp; b<br>c</p>")], headers=link("110003", "110003"))
     api.get(STATUSES, json=[])  # Mastodon's empty last page, without a Link header
     posts = fetch(FetchOptions(include_replies=True))
@@ -117,7 +161,10 @@ def test_pages_follow_the_link_header(api, home):
 
 
 def test_profile_url_and_boosts_when_asked_for(api):
-    boosted = status(1, "<p>someone else's words</p>") | {"id": "99", "account": ACCOUNT | {"id": "7", "acct": "carol@else.example"}}
+    boosted = status(1, "<p>someone else's words</p>") | {
+        "id": "99",
+        "account": ACCOUNT | {"id": "7", "acct": "carol@else.example"},
+    }
     api.get(STATUSES, json=[status(2, reblog=boosted), status(1)])
     posts = fetch(FetchOptions(include_reposts=True), source="https://mastodon.example/@alice")
     assert posts[0].is_retweet and posts[0].text == "someone else's words"
@@ -171,8 +218,12 @@ def test_rate_limit_waits_for_the_reset_header(api, clock, monkeypatch):
     now = int(time.time())
     monkeypatch.setattr(remote, "_now", lambda: now)
     reset = datetime.fromtimestamp(now + 100, tz=timezone.utc).isoformat()
-    api.get(STATUSES, json={"error": "Too many requests"}, status=429,
-            headers={"X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
+    api.get(
+        STATUSES,
+        json={"error": "Too many requests"},
+        status=429,
+        headers={"X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset},
+    )
     api.get(STATUSES, json=[status(1)])
     messages: list[str] = []
     posts = fetch(messages=messages)
@@ -192,3 +243,22 @@ def test_server_errors_are_retried_then_given_up(api, home, clock):
     with pytest.raises(HuggingTweetsError, match="503"):
         fetch()
     assert clock == [2, 4, 8]
+
+
+def test_interrupted_fetch_resumes_below_what_it_kept(api, home):
+    def interrupted(request):
+        raise KeyboardInterrupt
+
+    api.get(STATUSES, json=[status(9), status(8)], headers=link("110008", "110009"))
+    api.add_callback(responses.GET, STATUSES, callback=interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fetch()
+    assert len((home / "data" / "mastodon" / "alice@mastodon.example.jsonl").read_text().splitlines()) == 2
+
+    api.replace(responses.GET, STATUSES, json=[])  # nothing newer...
+    api.add(responses.GET, STATUSES, json=[status(7)])  # ...and the rest below 8
+    posts = fetch()
+    assert [p.id for p in posts] == ["110009", "110008", "110007"]
+    newer, older = status_calls(api)[-2:]
+    assert newer["since_id"] == "110009" and "max_id" not in newer
+    assert older["max_id"] == "110008" and "since_id" not in older

@@ -13,8 +13,7 @@ import requests
 import responses
 
 from huggingtweets.errors import HuggingTweetsError
-from huggingtweets.sources import FetchOptions, load
-from huggingtweets.sources import remote
+from huggingtweets.sources import FetchOptions, load, remote
 
 API = "https://api.twitter.com/2"
 USER_URL = f"{API}/users/by/username/jack"
@@ -32,8 +31,14 @@ def tweet(n: int, text: str | None = None, kind: str | None = None, note: str | 
         "text": text or f"post number {n}",
         "created_at": f"2026-01-01T00:{n // 60 % 60:02d}:{n % 60:02d}.000Z",
         "edit_history_tweet_ids": [str(1_000_000 + n)],
-        "public_metrics": {"retweet_count": n % 3, "reply_count": 0, "like_count": n, "quote_count": 0,
-                           "bookmark_count": 0, "impression_count": 10 * n},
+        "public_metrics": {
+            "retweet_count": n % 3,
+            "reply_count": 0,
+            "like_count": n,
+            "quote_count": 0,
+            "bookmark_count": 0,
+            "impression_count": 10 * n,
+        },
     }
     if kind:
         t["referenced_tweets"] = [{"type": kind, "id": "999"}]
@@ -103,11 +108,16 @@ def test_pages_are_followed_and_posts_converted(api, home):
     calls = timeline_calls(api)
     assert len(calls) == 2 and calls[1]["pagination_token"] == "tok2"
     assert "exclude" not in calls[0]  # replies and reposts were asked for
-    assert set(calls[0]["tweet.fields"].split(",")) >= {"created_at", "public_metrics", "referenced_tweets", "note_tweet"}
+    assert set(calls[0]["tweet.fields"].split(",")) >= {
+        "created_at",
+        "public_metrics",
+        "referenced_tweets",
+        "note_tweet",
+    }
     # the cache holds them too
     cached = (home / "data" / "x" / "jack.jsonl").read_text().splitlines()
     assert [json.loads(line)["id"] for line in cached] == [p.id for p in posts]
-    assert any("$" in m and "0.005" in m for m in messages)  # the cost estimate came first
+    assert "0.005" in messages[0] and "$" in messages[0]  # the cost estimate comes before the first request
 
 
 def test_reply_flag_and_default_excludes(api):
@@ -166,13 +176,44 @@ def test_token_from_options_then_either_variable(home, monkeypatch, clock):
 @pytest.mark.parametrize(
     ("status", "body", "expected"),
     [
-        (401, {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"}, "rejected the bearer token"),
-        (403, {"title": "Forbidden", "type": "https://api.twitter.com/2/problems/client-forbidden", "reason": "client-not-enrolled",
-               "detail": "When authenticating requests to the Twitter API v2 endpoints, you must use keys and tokens from a "
-                         "Twitter developer App that is attached to a Project."}, "credits"),
-        (402, {"title": "Payment Required", "detail": "credits depleted", "type": "https://api.x.com/2/problems/credits-depleted"}, "credits are used up"),
-        (429, {"account_id": "1", "product_name": "standard-basic", "title": "UsageCapExceeded", "period": "Monthly", "scope": "Product",
-               "detail": "Usage cap exceeded: Monthly product cap", "type": "https://api.twitter.com/2/problems/usage-capped"}, "usage cap"),
+        (
+            401,
+            {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"},
+            "rejected the bearer token",
+        ),
+        (
+            403,
+            {
+                "title": "Forbidden",
+                "type": "https://api.twitter.com/2/problems/client-forbidden",
+                "reason": "client-not-enrolled",
+                "detail": "When authenticating requests to the Twitter API v2 endpoints, you must use keys and tokens from a "
+                "Twitter developer App that is attached to a Project.",
+            },
+            "credits",
+        ),
+        (
+            402,
+            {
+                "title": "Payment Required",
+                "detail": "credits depleted",
+                "type": "https://api.x.com/2/problems/credits-depleted",
+            },
+            "credits are used up",
+        ),
+        (
+            429,
+            {
+                "account_id": "1",
+                "product_name": "standard-basic",
+                "title": "UsageCapExceeded",
+                "period": "Monthly",
+                "scope": "Product",
+                "detail": "Usage cap exceeded: Monthly product cap",
+                "type": "https://api.twitter.com/2/problems/usage-capped",
+            },
+            "usage cap",
+        ),
     ],
 )
 def test_http_errors_become_one_line(home, token, clock, status, body, expected):
@@ -188,11 +229,30 @@ def test_http_errors_become_one_line(home, token, clock, status, body, expected)
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
-        ({"value": "jack", "detail": "Could not find user with username: [jack].", "title": "Not Found Error",
-          "resource_type": "user", "parameter": "username", "resource_id": "jack",
-          "type": "https://api.twitter.com/2/problems/resource-not-found"}, "does not exist"),
-        ({"value": "jack", "detail": "User has been suspended: [jack].", "title": "Forbidden", "resource_type": "user",
-          "parameter": "username", "resource_id": "jack", "type": "https://api.twitter.com/2/problems/resource-not-found"}, "suspended"),
+        (
+            {
+                "value": "jack",
+                "detail": "Could not find user with username: [jack].",
+                "title": "Not Found Error",
+                "resource_type": "user",
+                "parameter": "username",
+                "resource_id": "jack",
+                "type": "https://api.twitter.com/2/problems/resource-not-found",
+            },
+            "does not exist",
+        ),
+        (
+            {
+                "value": "jack",
+                "detail": "User has been suspended: [jack].",
+                "title": "Forbidden",
+                "resource_type": "user",
+                "parameter": "username",
+                "resource_id": "jack",
+                "type": "https://api.twitter.com/2/problems/resource-not-found",
+            },
+            "suspended",
+        ),
     ],
 )
 def test_missing_and_suspended_users_answer_200_with_errors(home, token, clock, error, expected):
@@ -203,17 +263,33 @@ def test_missing_and_suspended_users_answer_200_with_errors(home, token, clock, 
 
 
 def test_protected_user_is_refused_on_the_timeline(api):
-    api.get(TWEETS_URL, json={"errors": [{
-        "resource_id": "12", "parameter": "id", "resource_type": "user", "section": "data", "title": "Authorization Error",
-        "value": "12", "detail": "Sorry, you are not authorized to see the user with id: [12].",
-        "type": "https://api.twitter.com/2/problems/not-authorized-for-resource"}]})
+    api.get(
+        TWEETS_URL,
+        json={
+            "errors": [
+                {
+                    "resource_id": "12",
+                    "parameter": "id",
+                    "resource_type": "user",
+                    "section": "data",
+                    "title": "Authorization Error",
+                    "value": "12",
+                    "detail": "Sorry, you are not authorized to see the user with id: [12].",
+                    "type": "https://api.twitter.com/2/problems/not-authorized-for-resource",
+                }
+            ]
+        },
+    )
     with pytest.raises(HuggingTweetsError, match="protected"):
         fetch()
 
 
 def rate_limited() -> dict:
-    return dict(json={"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank", "status": 429},
-                status=429, headers={"x-rate-limit-limit": "1500", "x-rate-limit-remaining": "0", "x-rate-limit-reset": str(NOW + 150)})
+    return dict(
+        json={"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank", "status": 429},
+        status=429,
+        headers={"x-rate-limit-limit": "1500", "x-rate-limit-remaining": "0", "x-rate-limit-reset": str(NOW + 150)},
+    )
 
 
 def test_rate_limit_waits_until_reset_with_a_countdown(api, clock):
@@ -238,7 +314,11 @@ def test_rate_limit_without_waiting_raises_and_keeps_earlier_pages(api, home, cl
 
 
 def test_server_error_is_retried_with_backoff(api, clock):
-    api.get(TWEETS_URL, json={"title": "Service Unavailable", "detail": "Service Unavailable", "type": "about:blank", "status": 503}, status=503)
+    api.get(
+        TWEETS_URL,
+        json={"title": "Service Unavailable", "detail": "Service Unavailable", "type": "about:blank", "status": 503},
+        status=503,
+    )
     api.get(TWEETS_URL, json=page([tweet(1)]))
     messages: list[str] = []
     assert len(fetch(messages=messages)) == 1
@@ -287,8 +367,12 @@ def test_interrupted_fetch_keeps_its_posts_and_resumes_below_them(api, home):
     assert len((home / "data" / "x" / "jack.jsonl").read_text().splitlines()) == 2
 
     api.replace(responses.GET, TWEETS_URL, json=page([]))  # nothing newer than 9...
-    api.add(responses.GET, TWEETS_URL, json=page([tweet(7), tweet(6)]),  # ...and the rest below 8
-            match=[responses.matchers.query_param_matcher({"until_id": "1000008"}, strict_match=False)])
+    api.add(
+        responses.GET,
+        TWEETS_URL,
+        json=page([tweet(7), tweet(6)]),  # ...and the rest below 8
+        match=[responses.matchers.query_param_matcher({"until_id": "1000008"}, strict_match=False)],
+    )
     posts = fetch()
     assert [p.id[-1] for p in posts] == ["9", "8", "7", "6"]
     newer, older = timeline_calls(api)[-2:]
@@ -314,7 +398,11 @@ def test_offline_without_a_cache_says_so(home, monkeypatch):
 def test_token_never_shows_in_messages_logs_cache_or_errors(api, home, caplog):
     caplog.set_level(logging.DEBUG)  # tweepy logs each request's headers at DEBUG
     api.get(TWEETS_URL, json=page([tweet(2), tweet(1)], "tok2"))
-    api.get(TWEETS_URL, json={"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"}, status=401)
+    api.get(
+        TWEETS_URL,
+        json={"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"},
+        status=401,
+    )
     messages: list[str] = []
     options = FetchOptions(x_bearer_token=TOKEN)
     with pytest.raises(HuggingTweetsError) as e:

@@ -1,12 +1,14 @@
 """Bluesky posts through the atproto SDK: free, no login, from Bluesky's public AppView.
 
 An author feed mixes the account's own posts with its reposts (and, if asked, a pinned post); those come with a
-`reason` and are skipped: they are someone else's words, or a post the feed has anyway.
+`reason` and are always skipped, whatever `include_reposts` says: they are someone else's words, or a post the feed
+has anyway.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, TypeVar
 
 from atproto import Client
@@ -101,7 +103,7 @@ class BlueskyFetcher:
                 "limit": PAGE_SIZE,
                 "cursor": cursor,
             }
-            response = self._call(lambda: feed.get_author_feed(params))
+            response = self._call(partial(feed.get_author_feed, params))
             # Reposts and pins come with a `reason`; everything else is the account's own post.
             posts = [self._post(item) for item in response.feed if item.reason is None]
             cursor = response.cursor if response.feed else None

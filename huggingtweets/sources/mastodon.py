@@ -7,6 +7,7 @@ posts; another instance may know only the few that reached it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, TypeVar
 
 from mastodon import (
@@ -93,9 +94,11 @@ class MastodonFetcher:
         """The account, looked up once: statuses are listed by account id."""
         if self._account is None:
             # "throw": our own waiting (`with_retries`) shows a countdown; Mastodon.py's "wait" would sleep silently.
-            self._api = Mastodon(api_base_url=f"https://{self.instance}", ratelimit_method="throw", request_timeout=60)
+            api = self._api = Mastodon(
+                api_base_url=f"https://{self.instance}", ratelimit_method="throw", request_timeout=60
+            )
             # A wrong instance name fails at once rather than after a round of retries.
-            self._account = self._call(lambda: self._api.account_lookup(self.user), network_too=False)
+            self._account = self._call(partial(api.account_lookup, self.user), network_too=False)
         return self._account
 
     def _post(self, status: Any) -> Post:
@@ -135,4 +138,4 @@ class MastodonFetcher:
             yield Page(posts, None if last else posts[-1].id)
             if last:
                 return
-            page = self._call(lambda: api.fetch_next(page))
+            page = self._call(partial(api.fetch_next, page))

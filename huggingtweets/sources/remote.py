@@ -15,6 +15,7 @@ up to date after every page, and waits out rate limits and server errors (`with_
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import time
@@ -154,8 +155,8 @@ def account_name(source: str) -> str:
         user, _, instance = account.partition("@")
         name = f"{user}-at-{instance}"
     elif service == "twint":
-        path, user = _split_twint(account)
-        name = user or Path(path).stem
+        path, picked = _split_twint(account)
+        name = picked or Path(path).stem
     else:
         name = account
     # Handles are safe already; a DID's `:` and a database file's name may not be.
@@ -221,13 +222,11 @@ def with_retries(
                 raise
         if retry.rate_limited:
             waits += 1
-            if not options.wait_on_rate_limit or waits > _RATE_LIMIT_WAITS:
-                minutes = f" for about {math.ceil(retry.wait / 60)} min" if retry.wait else ""
-                raise HuggingTweetsError(
-                    f"{service} rate limit reached{minutes}: try again later (waiting is switched off)"
-                    if not options.wait_on_rate_limit
-                    else f"{service} is still rate-limiting after {_RATE_LIMIT_WAITS} waits: try again later"
-                )
+            if not options.wait_on_rate_limit:
+                minutes = f" for about {math.ceil(retry.wait / 60)} min" if retry.wait and retry.wait > 0 else ""
+                raise HuggingTweetsError(f"{service} rate limit reached{minutes}: try again later (waiting is off)")
+            if waits > _RATE_LIMIT_WAITS:
+                raise HuggingTweetsError(f"{service} is still rate-limiting after {_RATE_LIMIT_WAITS} waits: try later")
             wait_out(retry.wait if retry.wait is not None else 60.0, service, say)
             continue
         failures += 1
@@ -294,13 +293,17 @@ def _start(cached: cache.Cached | None, options: FetchOptions, label: str, say: 
     return cached
 
 
-def _older(post: Post, than: Post) -> bool:
-    return bool(post.created_at and than.created_at and post.created_at < than.created_at)
+def _unseen(posts: list[Post], known: dict[str, Post], floor: Post | None) -> list[Post]:
+    """The posts of a page before the first one the cache has: known by id, or older than `floor` (the cached post
+    a stretch ends at) when that one has been deleted since and never shows up."""
+
+    def older(post: Post) -> bool:
+        return bool(floor and post.created_at and floor.created_at and post.created_at < floor.created_at)
+
+    return list(itertools.takewhile(lambda post: post.id not in known and not older(post), posts))
 
 
-def fetch_cached(
-    service: str, account: str, fetcher: Fetcher, options: FetchOptions, say: Progress
-) -> list[Post]:
+def fetch_cached(service: str, account: str, fetcher: Fetcher, options: FetchOptions, say: Progress) -> list[Post]:
     """The account's posts, newest first, fetching only what the cache lacks and saving after every page.
 
     Stops at `options.limit` posts (and the service's own maximum). If anything goes wrong, or Ctrl-C is pressed,
@@ -309,8 +312,10 @@ def fetch_cached(
     path = cache.cache_path(service, account)
     cached = cache.read(service, account)
     if options.offline:
-        if cached is None or not (cached.posts or not cached.pending):
-            raise HuggingTweetsError(f"nothing cached for {fetcher.label} (no {path}): fetch it once without offline mode")
+        if cached is None or (not cached.posts and cached.pending):  # never fetched, or the first fetch failed
+            raise HuggingTweetsError(
+                f"nothing cached for {fetcher.label} (no {path}): fetch it once without offline mode"
+            )
         say(f"{fetcher.label}: using {len(cached.posts)} cached posts (offline)")
         return _wanted(cached.posts, options)[: options.limit]
 
@@ -336,24 +341,19 @@ def fetch_cached(
             floor = known.get(span.since) if span.since else None  # the cached post this stretch ends at
             got = 0
             for page in fetcher.pages(span, budget):
-                fresh = []
-                for post in page.posts:
-                    # Reached what the cache holds: by id, or by time when that post has been deleted since.
-                    if post.id in known or (floor and _older(post, floor)):
-                        page = Page(page.posts, None)
-                        break
-                    fresh.append(post)
+                fresh = _unseen(page.posts, known, floor)
+                done = page.resume is None or len(fresh) < len(page.posts)  # the end, or the cached posts
                 got += len(fresh)
                 new += len(fresh)
                 state.posts = cache.merge(state.posts, fresh)
                 known.update((p.id, p) for p in fresh)
-                if page.resume is None:
+                if done:
                     state.pending.pop(0)
                 else:
                     state.pending[0] = Span(page.resume, span.since)
                 save()
                 say(f"{fetcher.label}: {new} new posts fetched, {len(state.posts)} in the cache")
-                if page.resume is None or got >= budget:
+                if done or got >= budget:
                     break
             else:
                 state.pending.pop(0)  # the pages ran out without saying so: the stretch is done

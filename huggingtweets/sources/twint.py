@@ -2,15 +2,19 @@
 
 Twint changed its schema over time; both are read, by the columns a table really has (`PRAGMA table_info`):
 
-    final   tweets(id_str, tweet, created_at [ms since 1970], date, time, timezone, screen_name, conversation_id,
-                   likes_count, retweets_count, ...), with the account's retweets listed in a `retweets` table
-    older   tweets(id, date, time, timezone, user, tweet, likes, retweets, retweet, user_rt, ...)
+    final   tweets(id, id_str, tweet, conversation_id, created_at [ms since 1970], date, time, timezone, screen_name,
+                   likes_count, retweets_count, ...), plus `retweets` (who retweeted which post) and `replies`
+    older   tweets(id, date, time, timezone, user, tweet, likes, retweets, retweet [a flag], user_rt, ...)
+
+Retweets are stored under the original author in both: they are this account's retweets when the `retweets` table
+(or `user_rt`) names it, and are marked `is_retweet` for cleaning to count and drop.
 
 A database may hold several accounts; `tweets.db#jack` picks one, and without it there must be only one.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,12 +27,14 @@ from . import Progress
 def _when(row: sqlite3.Row, columns: set[str]) -> datetime | None:
     """Final schema: `created_at` in milliseconds. Older: `date` + `time` (+ `timezone` when it is an offset)."""
     if "created_at" in columns and isinstance(row["created_at"], (int, float)):
-        return datetime.fromtimestamp(row["created_at"] / 1000, tz=timezone.utc)
+        value = row["created_at"]
+        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=timezone.utc)  # ms, else seconds
     if "date" not in columns or not row["date"]:
         return None
     zone = str(row["timezone"] or "") if "timezone" in columns else ""
     text = f"{row['date']}T{row['time'] if 'time' in columns and row['time'] else '00:00:00'}"
-    when = parse_time(text + (zone if zone[:1] in "+-" and len(zone) == 5 else ""))
+    offset = f"{zone[:3]}:{zone[3:]}" if re.fullmatch(r"[+-]\d{4}", zone) else ""  # +0200 -> +02:00 (Python 3.10)
+    when = parse_time(text + offset)
     # Named zones ("CET") cannot be told apart reliably; Twint wrote UTC unless told otherwise.
     return when.replace(tzinfo=timezone.utc) if when and when.tzinfo is None else when
 
@@ -60,7 +66,9 @@ def _read(db: sqlite3.Connection, path: str, user: str | None, say: Progress) ->
     author_col = "screen_name" if final else "user"
     text_col = "tweet"
     if author_col not in columns or text_col not in columns:
-        raise HuggingTweetsError(f"{path}: the tweets table lacks {author_col!r} or {text_col!r}, not a Twint schema I know")
+        raise HuggingTweetsError(
+            f"{path}: the tweets table lacks {author_col!r} or {text_col!r}, not a Twint schema I know"
+        )
 
     # Retweets are stored under the original author. The final schema lists who retweeted what in a `retweets`
     # table; the older one flags the row (`retweet`) and names the retweeter (`user_rt`).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, TypeVar
 
 import requests
@@ -91,7 +92,9 @@ def _classify(e: Exception) -> Retry | None:
 def _explain(e: Exception, handle: str) -> str:
     """One line about a failed call, saying what to do; never the token."""
     if isinstance(e, tweepy.Unauthorized):
-        return "X rejected the bearer token (401 Unauthorized): check X_BEARER_TOKEN, it must be your app's Bearer Token"
+        return (
+            "X rejected the bearer token (401 Unauthorized): check X_BEARER_TOKEN, it must be your app's Bearer Token"
+        )
     if isinstance(e, tweepy.Forbidden):
         return (
             f"X refused access (403 Forbidden: {_detail(e)}): the app may lack access to this endpoint or its credits "
@@ -149,8 +152,8 @@ class XFetcher:
             token = bearer_token(self.options)
             _redact.secrets.add(token)
             # Our own waiting (`with_retries`) shows a countdown; tweepy's would sleep silently.
-            self._client = tweepy.Client(bearer_token=token, wait_on_rate_limit=False)
-            response = self._call(lambda: self._client.get_user(username=self.handle))
+            client = self._client = tweepy.Client(bearer_token=token, wait_on_rate_limit=False)
+            response = self._call(partial(client.get_user, username=self.handle))
             if response.data is None:
                 raise HuggingTweetsError(_refusal(response.errors or [{}], self.handle))
             self._user = response.data
@@ -175,10 +178,15 @@ class XFetcher:
 
     def pages(self, span: Span, budget: int) -> Iterator[Page]:
         user = self._account()
-        exclude = [kind for kind, keep in (("retweets", self.options.include_reposts), ("replies", self.options.include_replies)) if not keep]
+        exclude = [
+            kind
+            for kind, keep in (("retweets", self.options.include_reposts), ("replies", self.options.include_replies))
+            if not keep
+        ]
+        which = "newer than the cache" if span.since else "in all"
         self.say(
-            f"{self.label}: X bills about ${COST_PER_POST} per post read; this reads at most {budget:,} posts, "
-            f"about ${budget * COST_PER_POST:,.2f}"
+            f"{self.label}: X bills about ${COST_PER_POST} per post read; this reads at most {budget:,} posts "
+            f"{which}, about ${budget * COST_PER_POST:,.2f} at most"
         )
         if "replies" in exclude:
             self.say(f"{self.label}: with replies left out, X returns only the 800 most recent posts")
