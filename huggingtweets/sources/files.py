@@ -61,8 +61,7 @@ class _Archive:
         if self.zip is not None:
             member = self.root + name
             return self.zip.read(member) if member in self.names else None
-        base = self.path if self.root is None else self.path
-        for candidate in (base / name, base / PurePosixPath(name).name):
+        for candidate in (self.path / name, self.path / PurePosixPath(name).name):
             if candidate.is_file():
                 return candidate.read_bytes()
         return None
