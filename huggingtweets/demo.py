@@ -1,0 +1,73 @@
+"""`huggingtweets demo`: the app in the browser, served by Voilà from notebooks/huggingtweets-demo.ipynb.
+
+    huggingtweets demo                         # http://localhost:8866, opens a browser
+    huggingtweets demo --port 9000 --no-browser
+    make demo
+
+Voilà runs the notebook and shows only its outputs (the app), not its code. It is an optional
+dependency: `pip install "huggingtweets[app]"`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+from .errors import HuggingTweetsError
+
+NOTEBOOK = "huggingtweets-demo.ipynb"
+# Uploaded files travel over the kernel's websocket in one message; tornado's default cap (10 MiB)
+# would drop the connection on an archive, so allow the app's upload limit plus room for framing.
+WEBSOCKET_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+
+
+def find_notebook() -> Path:
+    """The demo notebook: in the repository next to the package (a clone, `pip install -e .`), or shipped inside it."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package.parent / "notebooks" / NOTEBOOK, package / NOTEBOOK):
+        if candidate.is_file():
+            return candidate
+    raise HuggingTweetsError(
+        f"the demo notebook {NOTEBOOK} was not found next to the package: run the demo from a clone of the repository "
+        "(pip install -e '.[app]')"
+    )
+
+
+def voila_args(notebook: Path, port: int = 8866, open_browser: bool = True, ip: str | None = None) -> list[str]:
+    """Voilà's command-line arguments for serving `notebook`."""
+    args = [str(notebook), f"--port={port}", "--theme=light"]
+    if ip:
+        args.append(f"--Voila.ip={ip}")
+    if not open_browser:
+        args.append("--no-browser")
+    return args
+
+
+def command(notebook: Path, port: int = 8866, open_browser: bool = True, ip: str | None = None) -> list[str]:
+    """The same server as a separate process (the browser test starts exactly this)."""
+    return [sys.executable, "-m", "huggingtweets.demo", *voila_args(notebook, port, open_browser, ip)]
+
+
+def main(args: argparse.Namespace) -> int:
+    """Serve the demo until Ctrl-C (Voilà runs in this process, so signals reach it directly)."""
+    if importlib.util.find_spec("voila") is None:
+        raise HuggingTweetsError("the demo needs Voilà, which is not installed: pip install 'huggingtweets[app]'")
+    notebook = find_notebook()
+    port = int(getattr(args, "port", 8866))
+    print(f"huggingtweets: serving the demo at http://localhost:{port} (Ctrl-C stops it)", file=sys.stderr)
+    serve(voila_args(notebook, port=port, open_browser=not getattr(args, "no_browser", False)))
+    return 0
+
+
+def serve(argv: list[str]) -> None:
+    """Voilà's own command line (`voila NOTEBOOK [options]`), with the websocket message limit raised."""
+    from voila.app import Voila
+
+    # Set here rather than as --Voila.tornado_settings: on the command line a dict's values arrive as strings.
+    Voila.launch_instance(argv, tornado_settings={"websocket_max_message_size": WEBSOCKET_MAX_MESSAGE_BYTES})
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1:])

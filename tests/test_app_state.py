@@ -1,0 +1,314 @@
+"""The app's state layer (no browser): uploads, fetching, training with stop, generation, errors, secrets.
+
+Also the widgets built on it (driven from Python, as the browser would), the plots, and `huggingtweets demo`.
+Training uses the tiny model from conftest: a run on the real archive takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from huggingtweets.app import plots, state
+from huggingtweets.app.state import AppState, DataStep, uploads_dir
+from huggingtweets.errors import HuggingTweetsError
+
+SECRET = "AAAA-secret-bearer-token-1234"
+
+
+@pytest.fixture()
+def app_state(home: Path, tiny_llama: Path) -> AppState:
+    return AppState(base_model=str(tiny_llama), max_steps=12)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path, archive_zip: Path) -> AppState:
+    """One app that has read the real archive and trained a tiny bot (shared: training is the slow part)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HUGGINGTWEETS_HOME", str(tmp_path_factory.mktemp("app-home")))
+    s = AppState(base_model=str(tiny_llama), max_steps=12)
+    assert s.data.add_upload(archive_zip.name, archive_zip.read_bytes()), s.data.error
+    s.data.keep_replies = True
+    assert s.data.fetch(), s.data.error
+    assert s.train.run(), s.train.error
+    yield s
+    mp.undo()
+
+
+def test_split_sources_and_safe_filenames() -> None:
+    assert state.split_sources("@alice, bsky:bob.bsky.social\nmastodon:c@d.social") == ["@alice", "bsky:bob.bsky.social", "mastodon:c@d.social"]
+    assert state.split_sources(" my posts.csv ,\n\n") == ["my posts.csv"]
+    assert state.safe_filename("../../etc/passwd.TXT") == "passwd.txt"
+    assert state.safe_filename("..\\..\\x y.csv") == "x-y.csv"
+    assert state.safe_filename(".hidden.zip") == "hidden.zip"
+
+
+def test_uploads_are_written_only_inside_the_uploads_folder(home: Path) -> None:
+    data = DataStep()
+    assert data.add_upload("../../../outside.txt", b"one two three four\n")
+    assert data.uploads == [str(uploads_dir() / "outside.txt")]
+    assert [p.name for p in home.rglob("*") if p.is_file()] == ["outside.txt"]
+    assert not (home.parent / "outside.txt").exists()
+    assert "uploaded outside.txt" in data.status
+    data.clear_uploads()
+    assert data.uploads == [] and not (uploads_dir() / "outside.txt").exists()
+
+
+def test_uploads_refuse_other_types_and_big_files(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = DataStep()
+    assert not data.add_upload("photo.png", b"\x89PNG")
+    assert data.error.startswith("photo.png: cannot read '.png' files")
+    monkeypatch.setattr(state, "MAX_UPLOAD_BYTES", 10)
+    assert not data.add_upload("posts.txt", b"x" * 11)
+    assert "over the" in data.error and "limit" in data.error
+    assert data.uploads == [] and not uploads_dir().exists()
+
+
+def test_fetch_reads_the_real_archive(home: Path, archive_zip: Path) -> None:
+    data = DataStep()
+    data.add_upload(archive_zip.name, archive_zip.read_bytes())
+    data.keep_replies = True
+    assert data.fetch(), data.error
+    counts = data.corpus.counts[0]
+    assert counts.read == 2045 and counts.retweets > 200 and counts.kept > 1500
+    assert data.status.startswith(f"{counts.kept:,} posts kept of 2,045 read")
+    assert data.error == "" and not data.busy
+
+
+def test_too_little_text_is_one_readable_line_in_the_apps_words(home: Path, archive_zip: Path) -> None:
+    data = DataStep()
+    data.add_upload(archive_zip.name, archive_zip.read_bytes())
+    assert not data.fetch()  # replies dropped: almost nothing is left
+    assert data.corpus is None
+    assert "'keep replies'" in data.error and "--keep-replies" not in data.error
+    assert "\n" not in data.error and data.details == ""
+
+
+def test_an_invalid_file_is_one_line_without_server_paths(home: Path) -> None:
+    data = DataStep()
+    data.add_upload("archive.zip", b"this is not a zip file")
+    assert not data.fetch()
+    assert data.error == "archive.zip is not a valid zip file: download the archive again"
+    assert str(home) not in data.error
+
+
+def test_no_source_and_no_data_and_no_bot_are_explained(home: Path) -> None:
+    s = AppState()
+    assert not s.data.fetch() and s.data.error.startswith("no source yet")
+    assert not s.train.run() and s.train.error.startswith("no data yet")
+    assert not s.generate.run() and s.generate.error.startswith("no bot yet")
+    assert not s.train.load() and s.train.error == "choose an existing bot first"
+
+
+def test_core_messages_speak_of_the_apps_fields() -> None:
+    step = state.Step()
+    step.report(HuggingTweetsError("x holds checkpoints of another run: pass --restart to discard them"))
+    assert step.error == "x holds checkpoints of another run: tick 'start over' to discard them"
+    step.report(HuggingTweetsError("nothing left (try --keep-replies)"))
+    assert step.error == "nothing left (try 'keep replies')"
+
+
+def test_secrets_never_reach_errors_or_logs(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingtweets.corpus
+
+    seen = {}
+
+    def fake_build(sources, clean, fetch, progress, minimum):  # type: ignore[no-untyped-def]
+        seen["token"] = fetch.x_bearer_token
+        progress(f"using token {fetch.x_bearer_token}")
+        raise RuntimeError(f"401 for token {fetch.x_bearer_token}")
+
+    monkeypatch.setattr(huggingtweets.corpus, "build_corpus", fake_build)
+    data = DataStep(sources="@someone", x_bearer_token=SECRET)
+    assert not data.fetch()
+    assert seen["token"] == SECRET  # the token reaches the fetcher...
+    assert SECRET not in data.error and SECRET not in data.details and SECRET not in data.status  # ...and nothing else
+    assert data.error.startswith("unexpected error: RuntimeError: 401 for token •••")
+    assert "Traceback" in data.details
+
+
+def test_a_second_action_while_busy_is_refused(home: Path) -> None:
+    data = DataStep()
+    data._lock.acquire()
+    try:
+        assert not data.fetch()
+        assert data.error.startswith("still busy")
+    finally:
+        data._lock.release()
+
+
+def test_training_reports_progress_losses_and_gives_a_bot(trained: AppState) -> None:
+    t = trained.train
+    assert t.error == "" and not t.busy and not t.stopped
+    assert t.total_steps == 12 and t.step == 12
+    assert t.train_losses and all(isinstance(loss, float) for _, loss in t.train_losses)
+    assert t.status.startswith("saved ") and "perplexity" in t.status
+    assert trained.generate.bot is t.bot  # linked to step 3
+    assert [b["path"] for b in t.bots] == [str(t.bot.path)]
+
+
+def test_generation_streams_labelled_posts_and_downloads(trained: AppState) -> None:
+    g = trained.generate
+    g.n, g.prompt, g.temperature = 3, "the", 0.9
+    seen: list[int] = []
+    g.observe(lambda change: seen.append(len(change["new"])), "posts")
+    assert g.run(), g.error
+    assert len(g.posts) == 3 and all(p.done and p.text.startswith("the") for p in g.posts)
+    assert len(seen) > 3  # updated token by token, not once at the end
+    rows = list(csv.DictReader(io.StringIO(g.as_csv())))
+    assert [r["label"] for r in rows] == ["AI-generated"] * 3
+    assert json.loads(g.as_json())[0]["label"] == "AI-generated"
+    assert not g.busy and g.status.startswith("3 posts")
+
+
+def test_bad_temperature_is_a_readable_error(trained: AppState) -> None:
+    trained.generate.temperature = 0.0
+    assert not trained.generate.run()
+    assert trained.generate.error == "temperature must be positive, got 0.0"
+    trained.generate.temperature = 1.0
+
+
+def test_an_existing_bot_can_be_loaded_to_generate_from(trained: AppState) -> None:
+    s = AppState()
+    assert [b["name"] for b in s.train.bots] == [trained.train.bot.path.name]
+    s.train.existing = s.train.bots[0]["path"]
+    assert s.train.load(), s.train.error
+    assert s.generate.bot is not None and s.train.status.startswith("generating with")
+
+
+def test_stop_saves_the_bot_and_keeps_the_checkpoint(home: Path, tiny_llama: Path, archive_zip: Path) -> None:
+    s = AppState(base_model=str(tiny_llama))  # whole epochs: far more steps than it will run
+    s.data.add_upload(archive_zip.name, archive_zip.read_bytes())
+    s.data.keep_replies = True
+    assert s.data.fetch()
+    s.train.epochs = 1.0
+    s.train.observe(lambda change: change["new"] >= 3 and s.train.stop(), "step")
+    s.train.start().join(120)
+    assert s.train.error == "" and s.train.stopped
+    assert 3 <= s.train.step < s.train.total_steps
+    assert s.train.status.startswith(f"stopped at step {s.train.step}")
+    assert s.train.bot.info["stopped_early"] is True
+    assert list(s.train.bot.path.parent.glob(f".{s.train.bot.path.name}.training/checkpoint-*"))
+
+
+def test_unknown_base_model_is_reported_in_the_page(home: Path, archive_zip: Path) -> None:
+    s = AppState(base_model="/nonexistent/model")
+    s.data.add_upload(archive_zip.name, archive_zip.read_bytes())
+    s.data.keep_replies = True
+    assert s.data.fetch()
+    assert not s.train.run()
+    assert s.train.error == "base model folder /nonexistent/model does not exist: check the path"
+
+
+def test_small_machines_train_with_smaller_batches(home: Path) -> None:
+    assert state.default_batch_size(2 * 2**30) == 2  # Binder
+    assert state.default_batch_size(4 * 2**30) == 4
+    assert state.default_batch_size(16 * 2**30) == 8
+    assert AppState().train.batch_size == state.default_batch_size()
+
+
+# ---------------------------------------------------------------------------------------------------- widgets
+
+
+def upload(app: object, name: str, content: bytes | None) -> None:
+    """What the browser sends when files are chosen in the FileUpload (the kernel side of the comm message)."""
+    size = len(content) if content else 0
+    file = {"name": name, "type": "", "size": size, "content": memoryview(content) if content else None, "last_modified": 0}
+    app.data.upload.set_state({"value": [file]})  # type: ignore[attr-defined]
+
+
+def test_widgets_drive_the_state(home: Path, archive_zip: Path, tiny_llama: Path) -> None:
+    pytest.importorskip("ipywidgets")
+    from huggingtweets.app import App
+
+    app = App(base_model=str(tiny_llama), max_steps=12)
+    assert app.train.base_model.value == str(tiny_llama)  # the widgets start from the state's values
+    upload(app, "bad.zip", b"bad")
+    assert app.data.upload.value == ()  # saved and cleared
+    app.data.fetch.click()
+    app.state.data.wait(60)
+    assert "bad.zip is not a valid zip file" in app.data.children[7].value  # the error line
+    app.data.clear.click()
+    content = archive_zip.read_bytes()
+    upload(app, archive_zip.name, content)
+    app.data.keep_replies.value = True
+    app.data.fetch.click()
+    app.state.data.wait(60)
+    assert app.state.data.error == "" and "<table class='ht-counts'>" in app.data.table.value
+    assert bytes(app.data.figure.value).startswith(b"\x89PNG")
+    app.train.train.click()
+    app.state.train.wait(120)
+    assert app.state.train.error == ""
+    assert app.train.progress.value == app.train.progress.max == 12 and app.train.progress.bar_style == "success"
+    assert bytes(app.train.loss.value).startswith(b"\x89PNG") and app.train.loss.layout.display == ""
+    app.generate.n.value = 2
+    app.generate.generate.click()
+    app.state.generate.wait(60)
+    cards = [c.value for c in app.generate.cards.children]
+    assert len(cards) == 2 and all("AI-generated" in c for c in cards)
+    assert "data:text/csv;base64," in app.generate.downloads.value
+
+
+def test_the_stop_button_stops_training_and_the_bar_says_so(home: Path, archive_zip: Path, tiny_llama: Path) -> None:
+    pytest.importorskip("ipywidgets")
+    from huggingtweets.app import App
+
+    app = App(base_model=str(tiny_llama))
+    upload(app, archive_zip.name, archive_zip.read_bytes())
+    app.state.data.keep_replies = True
+    assert app.state.data.fetch()
+    app.state.train.epochs = 1.0
+    assert app.train.stop.disabled
+    seen_enabled = []
+    # Pressed from the training thread, as soon as a few steps are done (a user's click arrives the same way).
+    app.state.train.observe(lambda c: c["new"] == 3 and (seen_enabled.append(not app.train.stop.disabled), app.train.stop.click()), "step")
+    app.train.train.click()
+    app.state.train.wait(120)
+    assert seen_enabled == [True] and app.train.stop.disabled
+    assert app.state.train.stopped and app.train.progress.bar_style == "warning"
+    assert app.train.progress.value < app.train.progress.max
+
+
+def test_a_widget_callback_failure_is_shown_not_lost(home: Path) -> None:
+    pytest.importorskip("ipywidgets")
+    from huggingtweets.app import App
+
+    app = App()
+    upload(app, "x.txt", None)  # a message without content
+    assert app.state.data.error.startswith("unexpected error: TypeError")
+    assert "Traceback" in app.state.data.details
+    assert any("Traceback" in o.get("text", "") for o in app.log_output.outputs)
+
+
+# ---------------------------------------------------------------------------------------------------- plots, demo
+
+
+def test_plots_make_pngs(trained: AppState) -> None:
+    posts = trained.data.corpus.posts
+    assert plots.png(plots.data_figure(posts)).startswith(b"\x89PNG")
+    assert plots.png(plots.data_figure([])).startswith(b"\x89PNG")
+    assert plots.png(plots.loss_figure([(1, 4.0), (2, 3.5)], [(2, 3.8)], total_steps=4)).startswith(b"\x89PNG")
+    months = plots.months(posts)
+    assert months[0][0] == "2025-09" and months[-1][0] == "2026-03" and len(months) == 7
+    assert sum(n for _, n in months) == len(posts)
+
+
+def test_demo_command_and_missing_voila(monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingtweets import demo
+
+    notebook = demo.find_notebook()
+    assert notebook.name == "huggingtweets-demo.ipynb" and notebook.parent.name == "notebooks"
+    cmd = demo.command(notebook, port=9999, open_browser=False, ip="127.0.0.1")
+    assert cmd[1:3] == ["-m", "huggingtweets.demo"] and "--port=9999" in cmd and "--no-browser" in cmd and "--Voila.ip=127.0.0.1" in cmd
+    served = []
+    monkeypatch.setattr(demo, "serve", served.append)
+    assert demo.main(argparse.Namespace(port=9000, no_browser=True)) == 0
+    assert served == [[str(notebook), "--port=9000", "--theme=light", "--no-browser"]]
+    monkeypatch.setattr(demo.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(HuggingTweetsError, match="needs Voilà"):
+        demo.main(argparse.Namespace(port=8866, no_browser=True))

@@ -1,0 +1,103 @@
+"""The benchmark in quick mode on a tiny model: every section is there with the right types (timings are not checked)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import pytest
+
+import huggingtweets.bench as bench
+from huggingtweets.bench import SECTIONS, BenchOptions, evenly, flops_per_token, markdown, targets
+from huggingtweets.errors import HuggingTweetsError
+
+
+def tiny_options(model: Path, data: Path) -> BenchOptions:
+    # Everything the quick preset measures, in its smallest form.
+    return BenchOptions.quick_preset(
+        data=str(data), base_model=str(model), matmul_size=256, race_posts=24, race_validation_posts=8, quality_posts=8,
+        batch1_posts=1, batched_posts=4, generation_batch=4, stream_repeats=1, memorisation_samples=4, child_timeout_s=120,
+    )
+
+
+def test_quick_bench_reports_every_section(home, tiny_llama, posts_file, tmp_path, capsys, monkeypatch):
+    # main() is what `huggingtweets bench --quick --json OUT` calls; only the sizes are shrunk for the tiny model.
+    monkeypatch.setattr(bench, "options_from_args", lambda args: tiny_options(tiny_llama, posts_file))
+    out = tmp_path / "out" / "bench.json"
+    args = argparse.Namespace(data=str(posts_file), base_model=str(tiny_llama), quick=True, json_out=str(out))
+    start = time.perf_counter()
+    code = bench.main(args)
+    assert time.perf_counter() - start < 60
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert code == 0, {k: report[k].get("error") for k in report["failed_sections"]}
+
+    for section in (*SECTIONS, "machine", "data", "targets", "date"):
+        assert section in report, section
+    assert report["quick"] is True
+    assert isinstance(report["machine"]["cpu"], str) and report["machine"]["cores"] >= 1
+    assert report["peak"]["gflops"] > 0
+
+    for method in ("full", "lora"):
+        t = report["throughput"][method]
+        assert "error" not in t, t
+        assert t["tokens_per_s"] > 0 and isinstance(t["utilisation"], float)
+        assert t["trainable_parameters"] <= t["parameters"]
+    assert report["throughput"]["lora"]["trainable_parameters"] < report["throughput"]["lora"]["parameters"] / 2
+
+    race = report["race"]
+    assert race["meaningful"] is False
+    for arm in ("reference", "default"):
+        assert race[arm]["history"], arm
+        assert all(r["train_seconds"] <= r["wall_seconds"] for r in race[arm]["history"])
+    assert race["reference_seconds"] is not None  # the reference reaches its own best
+    for key in ("ratio", "wall_ratio", "default_seconds"):
+        assert race[key] is None or isinstance(race[key], float), key
+
+    pad = report["padding"]["all_posts"]
+    assert 0 <= pad["padding_share"] < 1 and pad["padding_share"] == pytest.approx(pad["mask_zero_share"])
+
+    gen = report["generation"]
+    assert gen["batch1"]["posts_per_s"] > 0 and gen["batched"]["posts_per_s"] > 0
+    assert gen["stream"]["first_text_s"] > 0
+
+    for key in ("full_training_rss_bytes", "lora_training_rss_bytes", "generation_rss_bytes"):
+        assert isinstance(report["memory"][key], int) and report["memory"][key] > 10_000_000, key
+
+    quality = report["quality"]
+    assert math.isfinite(quality["base_perplexity"]) and math.isfinite(quality["bot_perplexity"])
+    assert isinstance(quality["ratio"], float)
+    mem = quality["memorisation"]
+    assert 0 <= mem["copy_share_before"] <= 1 and mem["copy_share_after"] == 0
+    assert report["gpu"]["train_seconds"] is None or isinstance(report["gpu"]["train_seconds"], float)
+
+    ids = {t["id"] for t in report["targets"]}
+    assert {"race_ratio", "full_utilisation", "padding", "generation_posts_per_s", "first_token_s", "lora_rss_gb",
+            "perplexity_ratio", "no_copy_before", "no_copy_after", "gpu_seconds"} <= ids
+    for t in report["targets"]:
+        assert t["passed"] in (True, False, None)
+        assert t["value"] is None or isinstance(t["value"], float), t
+
+    assert "| section | measure | value | target | result |" in printed
+    assert "| arm | step |" in printed  # the race table
+    assert markdown(report) in printed  # the README can paste what markdown() returns
+
+
+def test_helpers():
+    assert evenly(list(range(10)), 3) == [0, 3, 6] and evenly([1, 2], None) == [1, 2] and evenly([1, 2], 5) == [1, 2]
+    assert flops_per_token("full", 100, 100)[0] == 600
+    assert flops_per_token("lora", 100, 2)[0] == 404
+    assert flops_per_token("layers", 100, 10)[0] is None
+    # A report with nothing measured still yields every target, not judged.
+    assert all(t["passed"] is None for t in targets({"quick": True}))
+    assert "| section |" in markdown({"targets": targets({}), "throughput": {}})
+    assert "| section |" not in markdown({"levers": {"error": "x"}})  # --levers-only: no empty main table
+
+
+def test_missing_default_data_is_a_clear_error(home, tiny_llama, monkeypatch, tmp_path):
+    monkeypatch.setattr(bench, "DEFAULT_DATA", tmp_path / "nowhere")
+    with pytest.raises(HuggingTweetsError, match="--data"):
+        bench.load_data(BenchOptions(base_model=str(tiny_llama)))

@@ -1,0 +1,190 @@
+"""The app in a real browser: a real Voilà server (what `huggingtweets demo` runs) driven through Debian's Chromium.
+
+One walk through the three steps, as a user would: a broken upload shows a one-line error; the real archive
+gives the counts table and figure; training the tiny model fills the progress bar and draws the loss curve;
+generation shows post cards labelled AI-generated. A screenshot is left in test-artifacts/dashboard.png.
+
+Needs /usr/bin/chromium (`apt-get update && apt-get install -y chromium`). Marked `browser` for selection
+(`pytest -m browser`, `-m "not browser"`); it runs by default. About 40 s.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from huggingtweets import demo
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+SECRET = "AAAA-browser-secret-token-42"
+STEPS = 30
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    # A TCP connect, not an HTTP request: a request for the page would start a kernel of its own.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"Voilà exited with status {process.returncode}:\n{log.read_text()[-3000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    pytest.fail(f"Voilà did not listen on port {port} within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def voila(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> Iterator[str]:
+    """A Voilà server on 127.0.0.1 serving the demo notebook, pointed at the tiny model; its URL."""
+    folder = tmp_path_factory.mktemp("voila")
+    env = {
+        **os.environ,
+        "HUGGINGTWEETS_HOME": str(folder / "home"),
+        "HUGGINGTWEETS_BASE_MODEL": str(tiny_llama),
+        "HUGGINGTWEETS_MAX_STEPS": str(STEPS),
+        "HUGGINGTWEETS_DATA": "",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    port = free_port()
+    notebook = demo.find_notebook()
+    log = folder / "voila.log"
+    with open(log, "wb") as out:
+        # Its own process group, so that stopping it also stops the kernels it started.
+        process = subprocess.Popen(
+            demo.command(notebook, port=port, open_browser=False, ip="127.0.0.1"),
+            env=env, cwd=notebook.parent, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        wait_for_port(port, process, log)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+@pytest.fixture()
+def page(voila: str) -> Iterator[object]:
+    if not CHROMIUM.is_file():
+        pytest.fail(f"{CHROMIUM} is missing: install it with `apt-get update && apt-get install -y chromium`")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(30_000)
+            page.goto(voila, timeout=60_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def screenshot(page: object, name: str) -> None:
+    # Voilà scrolls inside its own container, so a "full page" is the viewport: make it as tall as the app.
+    height = page.evaluate("(document.querySelector('.ht-app') || document.body).scrollHeight")  # type: ignore[attr-defined]
+    page.set_viewport_size({"width": 1280, "height": max(1000, int(height) + 100)})  # type: ignore[attr-defined]
+    page.screenshot(path=str(ARTIFACTS / name))  # type: ignore[attr-defined]
+
+
+def upload(page: object, file: Path) -> None:
+    """Set a file on the FileUpload's <input type=file>, which the widget keeps outside the DOM: clicking the
+    button opens it, and Playwright hands us that input instead of a file dialog."""
+    with page.expect_file_chooser() as chooser:  # type: ignore[attr-defined]
+        page.locator(".ht-data .widget-upload").click()  # type: ignore[attr-defined]
+    chooser.value.element.set_input_files(str(file))
+
+
+def test_dashboard_data_train_generate(page: object, archive_zip: Path, tmp_path: Path) -> None:
+    try:
+        walk_through(page, archive_zip, tmp_path)
+    except BaseException:
+        screenshot(page, "dashboard-failure.png")  # the page as the failure left it
+        raise
+    screenshot(page, "dashboard.png")
+
+
+def walk_through(page: object, archive_zip: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    data, train, generate = (page.locator(f".ht-{name}") for name in ("data", "train", "generate"))  # type: ignore[attr-defined]
+    expect(data).to_be_visible(timeout=90_000)  # Voilà runs the notebook first (imports torch and transformers)
+
+    # The X token goes in a password field.
+    token = data.locator("input[type=password]")
+    token.fill(SECRET)
+    token.press("Tab")
+
+    # A broken file: one readable line under step 1, no traceback.
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"this is not a zip file")
+    upload(page, broken)
+    expect(data.locator(".ht-status")).to_contain_text("uploaded broken.zip")
+    data.get_by_role("button", name="Fetch").click()
+    error = data.locator(".ht-error")
+    expect(error).to_have_text("⚠ broken.zip is not a valid zip file: download the archive again")
+    assert "Traceback" not in data.inner_text()
+
+    # The real archive, replies kept: the counts table and the figure.
+    data.get_by_role("button", name="Clear uploads").click()
+    upload(page, archive_zip)
+    expect(data.locator(".ht-status")).to_contain_text(f"uploaded {archive_zip.name}")
+    data.get_by_label("keep replies").check()
+    data.get_by_role("button", name="Fetch").click()
+    table = data.locator("table.ht-counts")
+    expect(table).to_be_visible(timeout=60_000)
+    expect(error).to_be_hidden()
+    headers = table.locator("th").all_inner_texts()
+    assert headers[:7] == ["account", "read", "retweets", "replies", "short", "duplicates", "kept"]
+    expect(table.locator("tbody tr").first).to_contain_text("milahu104")
+    expect(data.locator(".ht-status")).to_contain_text("posts kept of 2,045 read")
+    expect(data.locator(".ht-data-figure")).to_be_visible()
+
+    # Training: the bar fills, the loss curve appears, the bot is saved.
+    train.get_by_role("button", name="Train").click()
+    bar = train.locator(".ht-progress .progress-bar")
+    expect(bar).to_have_attribute("style", re.compile(r"width: 100%"), timeout=120_000)
+    expect(train.locator(".ht-status")).to_contain_text("saved milahu104", timeout=60_000)
+    expect(bar).to_have_class(re.compile("progress-bar-success"))
+    expect(train.get_by_role("button", name="Stop")).to_be_disabled()
+    loss = train.locator(".ht-loss")
+    expect(loss).to_be_visible()
+    assert loss.evaluate("img => img.naturalWidth") > 100  # a real PNG, drawn
+
+    # Generation: post cards, each labelled AI-generated, and the downloads.
+    posts = generate.locator(".widget-inline-hbox", has_text="posts").locator("input")
+    posts.fill("3")
+    posts.press("Enter")
+    generate.get_by_role("button", name="Generate").click()
+    expect(generate.locator(".ht-status")).to_contain_text("3 posts in", timeout=60_000)
+    cards = generate.locator(".ht-post")
+    expect(cards).to_have_count(3)
+    expect(generate.locator(".ht-post .ht-ai")).to_have_text(["AI-generated"] * 3)
+    expect(generate.locator(".ht-downloads a")).to_have_count(2)
+
+    assert SECRET not in page.content()  # type: ignore[attr-defined]
