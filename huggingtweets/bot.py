@@ -166,7 +166,7 @@ class Bot:
             continued_from = None
         markers(tokenizer)  # fails early, clearly, for a tokenizer without an end token
 
-        base_ppl = perplexity(model, tokenizer, validation_texts, config.block_size) if validation_texts else math.nan
+        base_ppl = perplexity(model, tokenizer, validation_texts, config.block_size, config.batch_size) if validation_texts else math.nan
         if progress:
             progress(f"training ({config.method}, {config.epochs:g} epochs, lr {config.learning_rate:g}) on {len(train_texts)} posts")
         work_dir = out_dir.parent / f".{out_dir.name}.training"

@@ -36,7 +36,7 @@ class GenerateOptions:
     seed: int | None = field(default=None, metadata={"help": "same seed, same posts"})
     keep_copies: bool = field(default=False, metadata={"help": "keep posts that copy the training posts (marked)"})
     batch_size: int = field(default=16, metadata={"help": "posts drawn per forward pass"})
-    attempts: int = field(default=4, metadata={"help": "rounds of drawing before giving up on replacing copies"})
+    attempts: int = field(default=4, metadata={"help": "rounds with copies before giving up on replacing them"})
 
     def validate(self) -> None:
         if self.n <= 0:
@@ -121,10 +121,12 @@ def generate(model: object, tokenizer: object, options: GenerateOptions, checker
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         if options.seed is not None:
             torch.manual_seed(options.seed)
-        for _ in range(options.attempts):
+        copy_rounds = 0
+        # Draw until n posts are kept; only rounds that produced copies (or nothing) count against
+        # `attempts`, so a bot that keeps copying gives up instead of looping forever.
+        while len(kept) < options.n and copy_rounds < options.attempts:
             need = options.n - len(kept)
-            if need <= 0:
-                break
+            copies_before, kept_before = len(copies), len(kept)
             batch = min(options.batch_size, max(need, 2 if checker else need))
             out = model.generate(prompt_ids.repeat(batch, 1), attention_mask=torch.ones_like(prompt_ids).repeat(batch, 1), **settings)  # type: ignore[attr-defined]
             for row in out[:, prompt_ids.shape[1] :].tolist():
@@ -135,6 +137,7 @@ def generate(model: object, tokenizer: object, options: GenerateOptions, checker
                 ended = ended and len(text) == len((options.prompt + raw).strip())
                 sample = Sample(text, bool(checker and checker.copies(text)), options.prompt, ended)
                 (copies if sample.copied and not options.keep_copies else kept).append(sample)
+            copy_rounds += len(copies) > copies_before or len(kept) == kept_before  # copies, or only empty posts
     return kept[: options.n]
 
 

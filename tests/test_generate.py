@@ -107,3 +107,7 @@ def test_stream_yields_growing_text_and_a_final_verdict(bot: Bot):
 def test_bad_generation_settings_are_refused(bot: Bot, bad):
     with pytest.raises(HuggingTweetsError):
         bot.generate(**{"n": 1, **bad})
+
+
+def test_many_more_posts_than_batch_times_attempts(bot: Bot):
+    assert len(bot.generate(n=11, seed=0, batch_size=2, attempts=1, max_new_tokens=24)) == 11

@@ -174,7 +174,7 @@ def test_bad_settings_are_refused(bad, message):
 def test_device_defaults():
     cpu = TrainConfig().resolved("cpu")
     assert (cpu.method, cpu.precision) == ("lora", "fp32")  # bf16 on this CPU is ~20x slower
-    assert cpu.learning_rate == 1e-3
+    assert cpu.learning_rate == 4e-3
 
 
 def test_wandb_without_key_runs_offline_and_never_writes_the_key(home, tiny_llama, posts_file, monkeypatch, capfd):
