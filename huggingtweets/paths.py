@@ -27,3 +27,8 @@ def data_dir() -> Path:
 
 def bots_dir() -> Path:
     return home() / "bots"
+
+
+def sample_posts() -> Path:
+    """The small sample that ships with the package: original posts by a fictional account, for demos."""
+    return Path(__file__).parent / "data" / "sample-posts.jsonl"
