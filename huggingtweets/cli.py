@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import warnings
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any, NoReturn
 
 from .errors import HuggingTweetsError
+from .quiet import quiet_libraries
 
 EXIT_USAGE = 2
 
@@ -285,19 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_libraries() -> None:
-    # Library chatter (deprecation notes, "generation flags are not valid") is not for users of a CLI.
-    warnings.filterwarnings("ignore")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # the "Loading weights" bar; training keeps its own tqdm bar
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    _quiet_libraries()
+    quiet_libraries(all_warnings=True)
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)

@@ -6,9 +6,10 @@ embedded default does (`from_pretrained` on a folder).
 
 from __future__ import annotations
 
-import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -117,6 +118,22 @@ def posts_file(tmp_path: Path) -> Path:
     return path
 
 
-def copy_tree(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
+# The time the recorded services' rate-limit headers are relative to.
+NOW = 1_800_000_000
+
+
+@pytest.fixture()
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """A stopped clock at NOW for the network sources: records what would have been slept instead of sleeping."""
+    from huggingtweets.sources import remote
+
+    slept: list[float] = []
+    monkeypatch.setattr(remote, "_sleep", slept.append)
+    monkeypatch.setattr(remote, "_now", lambda: NOW)
+    return slept
+
+
+def params(call: Any) -> dict[str, str]:
+    """The query parameters of a recorded request (`responses.Call`)."""
+    return {k: v[0] for k, v in parse_qs(urlsplit(call.request.url).query).items()}
+

@@ -9,12 +9,12 @@ import httpx
 import pytest
 import respx
 
+from conftest import NOW
 from huggingtweets.errors import HuggingTweetsError
 from huggingtweets.sources import FetchOptions, load, remote
 
 FEED = "https://public.api.bsky.app/xrpc/app.bsky.feed.getAuthorFeed"
 DID = "did:plc:z72i7hdynmk6r22z27h6tvur"
-NOW = 1_800_000_000
 AUTHOR = {
     "did": DID,
     "handle": "alice.bsky.social",
@@ -73,14 +73,6 @@ def feed(items: list[dict], cursor: str | None = None) -> httpx.Response:
     if cursor:
         body["cursor"] = cursor
     return httpx.Response(200, json=body)
-
-
-@pytest.fixture()
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    slept: list[float] = []
-    monkeypatch.setattr(remote, "_sleep", slept.append)
-    monkeypatch.setattr(remote, "_now", lambda: NOW)
-    return slept
 
 
 @pytest.fixture()

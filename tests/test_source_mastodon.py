@@ -6,12 +6,12 @@ import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 import responses
 
+from conftest import NOW, params
 from huggingtweets.errors import HuggingTweetsError
 from huggingtweets.sources import FetchOptions, load, remote
 from huggingtweets.sources.html import html_to_text
@@ -19,7 +19,6 @@ from huggingtweets.sources.html import html_to_text
 BASE = "https://mastodon.example"
 LOOKUP = f"{BASE}/api/v1/accounts/lookup"
 STATUSES = f"{BASE}/api/v1/accounts/109/statuses"
-NOW = 1_800_000_000
 
 ACCOUNT = {
     "id": "109",
@@ -83,18 +82,6 @@ def link(max_id: str, min_id: str) -> dict[str, str]:
     return {
         "Link": f'<{STATUSES}?limit=40&max_id={max_id}>; rel="next", <{STATUSES}?limit=40&min_id={min_id}>; rel="prev"'
     }
-
-
-def params(call: responses.Call) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(urlsplit(call.request.url).query).items()}
-
-
-@pytest.fixture()
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    slept: list[float] = []
-    monkeypatch.setattr(remote, "_sleep", slept.append)
-    monkeypatch.setattr(remote, "_now", lambda: NOW)
-    return slept
 
 
 @pytest.fixture()

@@ -6,12 +6,12 @@ import json
 import logging
 import re
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 import responses
 
+from conftest import NOW, params
 from huggingtweets.errors import HuggingTweetsError
 from huggingtweets.sources import FetchOptions, load, remote
 
@@ -19,7 +19,6 @@ API = "https://api.twitter.com/2"
 USER_URL = f"{API}/users/by/username/jack"
 TWEETS_URL = f"{API}/users/12/tweets"
 TOKEN = "AAAAAAAAAAAAAAAAAAAAAsecret-bearer-token-value%3D42"
-NOW = 1_800_000_000
 
 USER = {"data": {"id": "12", "name": "jack", "username": "jack"}}
 
@@ -56,19 +55,6 @@ def page(tweets: list[dict], next_token: str | None = None) -> dict:
     if next_token:
         meta["next_token"] = next_token
     return {"data": tweets, "meta": meta} if tweets else {"meta": meta}
-
-
-def params(call: responses.Call) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(urlsplit(call.request.url).query).items()}
-
-
-@pytest.fixture()
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """A stopped clock: records what would have been slept instead of sleeping."""
-    slept: list[float] = []
-    monkeypatch.setattr(remote, "_sleep", slept.append)
-    monkeypatch.setattr(remote, "_now", lambda: NOW)
-    return slept
 
 
 @pytest.fixture()

@@ -14,28 +14,11 @@ that show it, `plots` the matplotlib figures. Only `gui` imports ipywidgets.
 
 from __future__ import annotations
 
-import os
-import warnings
 from typing import Any
 
+from ..quiet import quiet_libraries
+
 __all__ = ["App", "AppState", "quiet_libraries"]
-
-
-def quiet_libraries() -> None:
-    """Keep library chatter (deprecation notes, loading bars) out of the page: it would land under the app."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation notes meant for library authors
-    for module in ("transformers", "torch", "peft", "accelerate", "huggingface_hub"):
-        warnings.filterwarnings("ignore", module=module)
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        pass
 
 
 def __getattr__(name: str) -> Any:
