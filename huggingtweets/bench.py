@@ -83,17 +83,18 @@ class BenchOptions:
     quality_posts: int | None = None  # held-out posts for the quality section; None: all of the newest 10%
     evals_per_epoch: int = 4  # more than the default 2, for time resolution in the race
     batch1_posts: int = 4
-    batched_posts: int = 32
-    generation_batch: int = 16
+    batched_posts: int = 64
+    generation_batch: int = 32
     stream_repeats: int = 3
     memorisation_samples: int = 50
     lever_steps: int = 6
     gpu_posts: int = 3200
     # Variants of the default that run the whole race with --levers (TrainConfig overrides).
     race_variants: tuple[tuple[str, dict[str, Any]], ...] = (
-        ("lr 2e-3", {"learning_rate": 2e-3}),
+        ("batch 8, lr 4e-3 (the previous default)", {"batch_size": 8, "learning_rate": 4e-3}),
         ("lr 4e-3", {"learning_rate": 4e-3}),
-        ("lr 2e-3, 3 epochs", {"learning_rate": 2e-3, "epochs": 3.0}),
+        ("lr 2e-3, 1 epoch", {"learning_rate": 2e-3, "epochs": 1.0}),
+        ("LoRA on the top half of the layers", {"lora_layers": 15}),
     )
     child_timeout_s: float = 1200.0
 
@@ -364,6 +365,8 @@ def prepare(model: Any, config: Any, lora_target: str, layers: list[Any] | None,
             for p in layer.parameters():
                 p.requires_grad = True
         return model, "layers"
+    if config.method == "lora" and config.lora_layers:
+        return model, "layers"  # the backward pass stops at the lowest adapted layer: 4N + 2N_trainable does not hold
     return model, config.method
 
 
@@ -885,6 +888,8 @@ def levers(
         "lora block 256": (replace(lora, block_size=256), {"no_eval": True}),
         "lora 1 thread": (lora, {"threads": 1, "no_eval": True}),
         "lora batch 4": (replace(lora, batch_size=4), {"no_eval": True}),
+        "lora batch 8": (replace(lora, batch_size=8), {"no_eval": True}),
+        f"lora, top {depth // 2} of {depth} layers only": (replace(lora, lora_layers=depth // 2), {}),
         "lora + gradient checkpointing": (lora, {"checkpointing": True, "no_eval": True}),
     }
     out: dict[str, Any] = {"steps": options.lever_steps, "training": {}}

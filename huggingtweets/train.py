@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 Method = Literal["auto", "lora", "full"]
 
+# The CPU default, LoRA at batch 2 (see benchmarks/README.md): 2e-3 reached the HuggingTweets recipe's best held-out
+# perplexity soonest and stayed stable; 4e-3 was as fast but its validation loss jumped between evaluations.
+LORA_LR = 2e-3
+
 
 @dataclass
 class TrainConfig:
@@ -43,12 +47,19 @@ class TrainConfig:
 
     method: Method = field(default="auto", metadata={"help": "lora or full; auto: LoRA on CPU (about 2x faster per token), full on GPU"})
     epochs: float | None = field(default=None, metadata={"help": "passes over the posts; auto: 2 on CPU, 4 on GPU"})
-    learning_rate: float | None = field(default=None, metadata={"help": "auto: 4e-3 for LoRA (measured fastest to the reference perplexity on CPU, see benchmarks/), 1e-4 for a full fine-tune"})
-    batch_size: int = field(default=8, metadata={"help": "blocks per step"})
+    learning_rate: float | None = field(default=None, metadata={"help": "auto: 2e-3 for LoRA (measured on CPU, see benchmarks/), 1e-4 for a full fine-tune"})
+    batch_size: int | None = field(
+        default=None,
+        metadata={"help": "blocks per step; auto: 2 for LoRA on CPU (peak memory under 2 GB, see benchmarks/), 8 otherwise"},
+    )
     block_size: int = field(default=128, metadata={"help": "tokens per block; posts are packed whole into blocks"})
     seed: int = field(default=42, metadata={"help": "seed for initialisation and data order"})
     max_steps: int = field(default=-1, metadata={"help": "stop after this many steps (overrides epochs when > 0)"})
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank (adapters on every linear layer)"})
+    lora_layers: int | None = field(
+        default=None,
+        metadata={"help": "LoRA on the top N transformer layers only (the backward pass then stops there); None: all layers"},
+    )
     early_stopping_patience: int = field(default=2, metadata={"help": "evaluations without improvement before stopping"})
     evals_per_epoch: int = field(default=2, metadata={"help": "validation (and checkpoint) points per epoch"})
     save_minutes: float = field(default=5.0, metadata={"help": "also checkpoint at least this often, so a killed run loses little"})
@@ -59,12 +70,14 @@ class TrainConfig:
 
     def validate(self) -> None:
         for name in ("batch_size", "block_size", "lora_rank", "evals_per_epoch"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise HuggingTweetsError(f"{name.replace('_', ' ')} must be positive, got {getattr(self, name)}")
         if self.epochs is not None and not self.epochs > 0:
             raise HuggingTweetsError(f"epochs must be positive, got {self.epochs}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise HuggingTweetsError(f"learning rate must be positive, got {self.learning_rate}")
+        if self.lora_layers is not None and self.lora_layers <= 0:
+            raise HuggingTweetsError(f"LoRA layers must be positive, got {self.lora_layers}")
         if self.method not in ("auto", "lora", "full"):
             raise HuggingTweetsError(f"method must be lora, full or auto, got {self.method}")
 
@@ -81,7 +94,8 @@ class TrainConfig:
                 **asdict(self),
                 "method": method,
                 "epochs": self.epochs if self.epochs is not None else (4.0 if gpu else 2.0),
-                "learning_rate": self.learning_rate or (4e-3 if method == "lora" else 1e-4),
+                "learning_rate": self.learning_rate or (LORA_LR if method == "lora" else 1e-4),
+                "batch_size": self.batch_size or (2 if method == "lora" and not gpu else 8),
                 "precision": precision,
             }
         )
@@ -152,12 +166,34 @@ def last_checkpoint(work_dir: Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name.split("-")[1]))) if done else None
 
 
-def add_lora(model: Any, rank: int) -> Any:
-    """Wrap `model` with LoRA adapters on every linear layer (attention and MLP; not the output head)."""
+def add_lora(model: Any, rank: int, top_layers: int | None = None) -> Any:
+    """Wrap `model` with LoRA adapters on every linear layer (attention and MLP; not the output head).
+
+    `top_layers` puts them only in the top N transformer layers: nothing below needs a gradient, so the
+    backward pass stops there and keeps no activations for the layers below.
+    """
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    targets: str | list[str] = "all-linear"
+    layers = None
+    depth = int(getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layer", 0))
+    if top_layers and depth and top_layers < depth:
+        layers = list(range(depth - top_layers, depth))
+        targets = _linear_names(model)  # peft takes a layer range only with named modules
+    config = LoraConfig(
+        r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets, task_type="CAUSAL_LM", layers_to_transform=layers
+    )
     return get_peft_model(model, config)
+
+
+def _linear_names(model: Any) -> list[str]:
+    """Names of the linear layers inside the transformer blocks (what "all-linear" means), without the output head."""
+    from transformers.pytorch_utils import Conv1D  # GPT-2's linear layers
+
+    head = model.get_output_embeddings()
+    return sorted(
+        {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D)) and m is not head}
+    )
 
 
 def is_peft(model: Any) -> bool:
@@ -238,6 +274,13 @@ class _Relay:
         return Relay()
 
 
+def _optimizer() -> str:
+    """AdamW as one fused kernel where torch has it for every device (2.4+): on 2 CPU cores a full fine-tune's
+    optimizer step went from 0.4 s to 0.13 s (benchmarks/README.md)."""
+    major, minor = (int(part) for part in torch.__version__.split(".")[:2])
+    return "adamw_torch_fused" if (major, minor) >= (2, 4) else "adamw_torch"
+
+
 def _wandb_environment() -> None:
     """W&B runs only when asked; without a key it logs offline instead of prompting (a prompt would hang)."""
     if not os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") != "disabled":
@@ -265,7 +308,7 @@ def train_model(
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, default_data_collator
 
     config.validate()
-    if config.epochs is None or config.method == "auto" or config.learning_rate is None:
+    if config.epochs is None or config.method == "auto" or config.learning_rate is None or config.batch_size is None:
         config = config.resolved()
     gpu = torch.cuda.is_available()
     train_data = build_blocks(train_texts, tokenizer, config.block_size)
@@ -279,7 +322,7 @@ def train_model(
         log.info("resuming from %s", resume)
 
     if config.method == "lora" and not is_peft(model):
-        model = add_lora(model, config.lora_rank)
+        model = add_lora(model, config.lora_rank, config.lora_layers)
     elif config.method == "full" and is_peft(model):
         raise HuggingTweetsError("this bot was trained with LoRA: continue it with --method lora")
     model.config.use_cache = False  # the KV cache is for generation; in training it only costs memory
@@ -300,6 +343,7 @@ def train_model(
         lr_scheduler_type="cosine",
         warmup_steps=0,
         weight_decay=0.0,
+        optim=_optimizer(),
         seed=config.seed,
         data_seed=config.seed,
         eval_strategy="steps" if checks else "no",

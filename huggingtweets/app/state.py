@@ -58,33 +58,6 @@ APP_WORDS = {
 }
 
 
-def memory_limit() -> int | None:
-    """Bytes this process may use: the container's limit (Binder, Docker) where there is one, else the machine's memory."""
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = Path(path).read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit() and int(text) < 2**60:  # "max" or a huge number: no limit
-            return int(text)
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
-def default_batch_size(limit: int | None = None) -> int:
-    """Blocks per training step for this machine.
-
-    Measured with LoRA on the default model (CPU): peak memory ~3.4 GB at 8 blocks a step, ~2.4 GB at 4,
-    ~1.7 GB at 2. Binder gives about 2 GB, so small machines train with fewer blocks a step (more steps).
-    """
-    limit = memory_limit() if limit is None else limit
-    if limit is None:
-        return 8
-    return 2 if limit < 3 * 2**30 else 4 if limit < 5 * 2**30 else 8
-
-
 def uploads_dir() -> Path:
     """Where uploaded files are written: the only place the app writes files of its own."""
     return paths.data_dir() / "uploads"
@@ -286,7 +259,7 @@ class TrainStep(Step):
     method = Enum(("lora", "full"), "lora", help="LoRA is lighter (the default for small machines); full trains every weight")
     epochs = Float(2.0)
     max_steps = Int(-1, help="stop after this many steps (tests and quick tries); -1: train for `epochs`")
-    batch_size = Int(help="blocks per step; default: what fits this machine's memory (see default_batch_size)")
+    batch_size = Int(0, help="blocks per step; 0: the device's default (2 for LoRA on a CPU: under 2 GB, which Binder gives)")
     start_over = Bool(False, help="discard the checkpoints of an earlier, different run instead of refusing")
     bots = List(help="existing bots, as list_bots() gives them")
     existing = Unicode("", help="folder of the existing bot chosen to continue or to generate from; '' for a new bot")
@@ -302,10 +275,6 @@ class TrainStep(Step):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._stop = threading.Event()
-
-    @default("batch_size")
-    def _batch_size(self) -> int:
-        return default_batch_size()
 
     def refresh_bots(self) -> None:
         from ..bot import list_bots
@@ -333,7 +302,7 @@ class TrainStep(Step):
         corpus = self.corpus
         if corpus is None:
             raise HuggingTweetsError("no data yet: read some posts in step 1 first")
-        config = TrainConfig(method=self.method, epochs=self.epochs, max_steps=self.max_steps, batch_size=self.batch_size)
+        config = TrainConfig(method=self.method, epochs=self.epochs, max_steps=self.max_steps, batch_size=self.batch_size or None)
         config.validate()
         self._stop.clear()
         self.step, self.total_steps, self.train_losses, self.validation_losses, self.stopped = 0, 0, [], [], False
