@@ -94,7 +94,7 @@ class BenchOptions:
         ("batch 8, lr 4e-3 (the previous default)", {"batch_size": 8, "learning_rate": 4e-3}),
         ("lr 4e-3", {"learning_rate": 4e-3}),
         ("lr 2e-3, 1 epoch", {"learning_rate": 2e-3, "epochs": 1.0}),
-        ("LoRA on the top half of the layers", {"lora_layers": 15}),
+        ("LoRA on the top 15 layers", {"lora_layers": 15}),
     )
     child_timeout_s: float = 1200.0
 
@@ -334,9 +334,11 @@ def layer_stack(model: Any) -> Any:
     """The model's list of transformer layers (the ModuleList as long as the configured depth)."""
     import torch
 
-    depth = getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layer", None)
+    from .train import layer_count
+
+    depth = layer_count(model.config)
     for module in model.modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == depth:
+        if depth and isinstance(module, torch.nn.ModuleList) and len(module) == depth:
             return module
     raise HuggingTweetsError("cannot find the model's layers to freeze")
 
@@ -935,9 +937,9 @@ def _depth(base_model: str | None) -> int:
     from transformers import AutoConfig
 
     from . import models
+    from .train import layer_count
 
-    config = AutoConfig.from_pretrained(models.resolve(base_model))
-    return int(getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 1))
+    return max(1, layer_count(AutoConfig.from_pretrained(models.resolve(base_model))))
 
 
 # ---- targets and the table ---------------------------------------------------------------------------------

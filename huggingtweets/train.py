@@ -176,7 +176,7 @@ def add_lora(model: Any, rank: int, top_layers: int | None = None) -> Any:
 
     targets: str | list[str] = "all-linear"
     layers = None
-    depth = int(getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layer", 0))
+    depth = layer_count(model.config)
     if top_layers and depth and top_layers < depth:
         layers = list(range(depth - top_layers, depth))
         targets = _linear_names(model)  # peft takes a layer range only with named modules
@@ -184,6 +184,11 @@ def add_lora(model: Any, rank: int, top_layers: int | None = None) -> Any:
         r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets, task_type="CAUSAL_LM", layers_to_transform=layers
     )
     return get_peft_model(model, config)
+
+
+def layer_count(config: Any) -> int:
+    """How many transformer layers a model config describes (Llama-style or GPT-2-style names); 0 if neither."""
+    return int(getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None) or 0)
 
 
 def _linear_names(model: Any) -> list[str]:

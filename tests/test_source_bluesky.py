@@ -11,7 +11,7 @@ import respx
 
 from conftest import NOW
 from huggingtweets.errors import HuggingTweetsError
-from huggingtweets.sources import FetchOptions, load, remote
+from huggingtweets.sources import FetchOptions, load
 
 FEED = "https://public.api.bsky.app/xrpc/app.bsky.feed.getAuthorFeed"
 DID = "did:plc:z72i7hdynmk6r22z27h6tvur"

@@ -11,7 +11,7 @@ import pytest
 import requests
 import responses
 
-from conftest import NOW, params
+from conftest import params
 from huggingtweets.errors import HuggingTweetsError
 from huggingtweets.sources import FetchOptions, load, remote
 from huggingtweets.sources.html import html_to_text

@@ -13,7 +13,7 @@ import responses
 
 from conftest import NOW, params
 from huggingtweets.errors import HuggingTweetsError
-from huggingtweets.sources import FetchOptions, load, remote
+from huggingtweets.sources import FetchOptions, load
 
 API = "https://api.twitter.com/2"
 USER_URL = f"{API}/users/by/username/jack"
