@@ -84,7 +84,7 @@ class BenchOptions:
     evals_per_epoch: int = 4  # more than the default 2, for time resolution in the race
     batch1_posts: int = 4
     batched_posts: int = 64
-    generation_batch: int = 32
+    generation_batch: int = 64
     stream_repeats: int = 3
     memorisation_samples: int = 50
     lever_steps: int = 6
@@ -103,7 +103,7 @@ class BenchOptions:
         """Minutes instead of a quarter of an hour: tiny race, one measured step, a few samples."""
         settings: dict[str, Any] = dict(
             quick=True, matmul_repeats=3, throughput_steps=1, race_posts=8, race_validation_posts=8, quality_posts=8,
-            evals_per_epoch=1, batch1_posts=1, batched_posts=16, stream_repeats=1, memorisation_samples=16,
+            evals_per_epoch=1, batch1_posts=1, batched_posts=16, generation_batch=16, stream_repeats=1, memorisation_samples=16,
         )
         return cls(**{**settings, **overrides})
 
@@ -525,10 +525,11 @@ def reference_config(evals_per_epoch: int) -> Any:
     )
 
 
-def default_config(evals_per_epoch: int) -> Any:
+def default_config(evals_per_epoch: int, method: str = "auto") -> Any:
+    """The project's CPU defaults for `method` (auto: LoRA), with early stopping scaled to `evals_per_epoch`."""
     from .train import TrainConfig
 
-    defaults = TrainConfig()
+    defaults = TrainConfig(method=method)  # type: ignore[arg-type]
     # Early stopping after the same share of an epoch as the defaults (2 evaluations at 2 per epoch: one epoch).
     patience = max(1, round(defaults.early_stopping_patience * evals_per_epoch / defaults.evals_per_epoch))
     return replace(defaults, evals_per_epoch=evals_per_epoch, early_stopping_patience=patience, save_minutes=1e9).resolved("cpu")
@@ -561,7 +562,7 @@ def generation(spec: dict[str, Any]) -> dict[str, Any]:
     """Child: posts/s at batch 1 and batched, time to first streamed text, memorisation before and after the filter.
 
     spec: model, max_new_tokens, batch1_posts, batched_posts, batch_size, stream_repeats, memorisation_samples,
-    train_texts, [use_cache, int8].
+    train_texts, [use_cache, int8, fast_sampling].
     """
     import torch
 
@@ -578,7 +579,8 @@ def generation(spec: dict[str, Any]) -> dict[str, Any]:
         # Only the transformer layers: quantising the (tied) output head as well multiplied perplexity by ~6.
         torch.ao.quantization.quantize_dynamic(layer_stack(model), {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
     new = int(spec.get("max_new_tokens", 96))
-    out: dict[str, Any] = {"max_new_tokens": new, "use_cache": spec.get("use_cache", True), "int8": bool(spec.get("int8"))}
+    fast = bool(spec.get("fast_sampling", True))
+    out: dict[str, Any] = {"max_new_tokens": new, "use_cache": spec.get("use_cache", True), "int8": bool(spec.get("int8")), "fast_sampling": fast}
     if spec.get("validation"):
         from .evaluate import perplexity
 
@@ -589,7 +591,7 @@ def generation(spec: dict[str, Any]) -> dict[str, Any]:
     def draw(n: int, batch: int, seed: int, keep_copies: bool = True, attempts: int | None = None) -> tuple[list[Any], float]:
         # generate() draws one batch per attempt: as many attempts as batches, unless the defaults are being measured.
         options = GenerateOptions(n=n, batch_size=batch, max_new_tokens=new, seed=seed, keep_copies=keep_copies,
-                                  attempts=attempts or math.ceil(n / batch))
+                                  attempts=attempts or math.ceil(n / batch), fast_sampling=fast)
         start = time.perf_counter()
         samples = generate(model, tokenizer, options, checker)
         return samples, time.perf_counter() - start
@@ -611,7 +613,7 @@ def generation(spec: dict[str, Any]) -> dict[str, Any]:
             start = time.perf_counter()
             first = first_text = None
             # Only the start matters here: a short post keeps the generating thread from lingering into the next timing.
-            for partial in stream(model, tokenizer, GenerateOptions(seed=i, max_new_tokens=min(new, 16))):
+            for partial in stream(model, tokenizer, GenerateOptions(seed=i, max_new_tokens=min(new, 16), fast_sampling=fast)):
                 now = time.perf_counter() - start
                 first = first if first is not None else now
                 if first_text is None and partial.text:
@@ -623,7 +625,7 @@ def generation(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("memorisation_samples"):
         n = int(spec["memorisation_samples"])
         # The batched speed sample doubles as the unfiltered sample when it is exactly one such draw (quick mode).
-        reuse = n == len(batched) == batch
+        reuse = n == len(batched) <= batch
         seed = 1 if reuse else 2
         before = batched if reuse else draw(n, batch, seed=seed)[0]
         copies = sum(s.copied for s in before)
@@ -774,7 +776,7 @@ def run(options: BenchOptions, say: Say | None = None) -> dict[str, Any]:
 
     if "throughput" in sections or "memory" in sections:
         with runner.section("throughput") as section:
-            for name, config in (("full", replace(default_config(2), method="full", learning_rate=1e-4)), ("lora", default_config(2))):
+            for name, config in (("full", default_config(2, "full")), ("lora", default_config(2))):
                 say(f"  {name}: {options.warmup_steps} warm-up + {options.throughput_steps} timed steps in a fresh process")
                 got = in_child("train_steps", {**spec, "texts": evenly(data.train, 256), "config": asdict(config), "warmup": options.warmup_steps,
                                                "steps": options.throughput_steps}, timeout)
@@ -873,7 +875,7 @@ def levers(
     from .train import TrainConfig
 
     lora = default_config(2)
-    full = replace(lora, method="full", learning_rate=1e-4)
+    full = default_config(2, "full")
     depth = _depth(options.base_model)
     k = max(1, depth // 3)
     runs: dict[str, tuple[Any, dict[str, Any]]] = {
@@ -914,8 +916,9 @@ def levers(
     variants: tuple[tuple[str, int, dict[str, Any]], ...] = (
         ("KV cache (default)", batch, {"validation": data.race_validation}),
         ("no KV cache", batch, {"use_cache": False}),
+        ("transformers' sampling (do_sample=True, sorts the vocabulary)", batch, {"fast_sampling": False}),
         ("int8 dynamic quantisation of the layers", batch, {"int8": True, "validation": data.race_validation}),
-        ("batch 64", 64, {}),
+        ("batch 32", 32, {}),
     )
     for name, size, extra in variants:
         say(f"  lever: generation, {name}")
@@ -1086,7 +1089,7 @@ def _lever_lines(report: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     lev = report.get("levers")
     if lev and "training" in lev:
-        lines += ["", f"Levers ({lev['steps']} timed steps after warm-up, batch 8 unless named; loss = held-out loss after those steps):", "",
+        lines += ["", f"Levers ({lev['steps']} timed steps after warm-up, LoRA batch 2 and full fine-tune batch 8 unless named; loss = held-out loss after those steps):", "",
                   "| lever | tokens/s | utilisation | trainable params | held-out loss | peak RSS |", "|---|---:|---:|---:|---:|---:|"]
         for name, t in lev["training"].items():
             if "error" in t:

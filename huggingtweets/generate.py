@@ -17,10 +17,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
+from transformers import LogitsProcessorList
 
 from .dataset import markers
 from .errors import HuggingTweetsError
 from .memorisation import CopyChecker
+from .sampling import NucleusSampler
 
 MAX_CHARACTERS = 280  # a post on X
 
@@ -35,8 +37,9 @@ class GenerateOptions:
     max_new_tokens: int = field(default=96, metadata={"help": "upper bound on tokens per post"})
     seed: int | None = field(default=None, metadata={"help": "same seed, same posts"})
     keep_copies: bool = field(default=False, metadata={"help": "keep posts that copy the training posts (marked)"})
-    batch_size: int = field(default=32, metadata={"help": "posts drawn per forward pass (32: 1.35x the posts/s of 16 on 2 CPU cores)"})
+    batch_size: int = field(default=64, metadata={"help": "posts drawn per forward pass (64: 1.1x the posts/s of 32 on 2 CPU cores)"})
     attempts: int = field(default=4, metadata={"help": "rounds with copies before giving up on replacing them"})
+    fast_sampling: bool = field(default=True, metadata={"help": "draw without sorting the vocabulary (same distribution); False: transformers' do_sample"})
 
     def validate(self) -> None:
         if self.n <= 0:
@@ -88,15 +91,13 @@ def _sampling(model: object, tokenizer: object, options: GenerateOptions) -> dic
     start, end = markers(tokenizer)
     stops = [end] if start == end else [end, start]  # a new start marker also ends the post
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end  # type: ignore[attr-defined]
-    return dict(
-        do_sample=True,
-        temperature=options.temperature,
-        top_p=options.top_p,
-        top_k=options.top_k or None,
-        max_new_tokens=options.max_new_tokens,
-        eos_token_id=stops,
-        pad_token_id=pad,
-    )
+    limits = dict(max_new_tokens=options.max_new_tokens, eos_token_id=stops, pad_token_id=pad)
+    if not options.fast_sampling:
+        return dict(do_sample=True, temperature=options.temperature, top_p=options.top_p, top_k=options.top_k or None, **limits)
+    # The sampler draws each word and greedy decoding takes it: the same distribution as do_sample=True with
+    # these settings, without sorting the whole vocabulary at every step (see sampling.py).
+    sampler = NucleusSampler(options.temperature, options.top_p, options.top_k)
+    return dict(do_sample=False, temperature=None, top_p=None, top_k=None, logits_processor=LogitsProcessorList([sampler]), **limits)
 
 
 def _decode(tokenizer: object, ids: list[int], stops: set[int]) -> tuple[str, bool]:

@@ -47,6 +47,8 @@ def test_quick_bench_reports_every_section(home, tiny_llama, posts_file, tmp_pat
         assert t["tokens_per_s"] > 0 and isinstance(t["utilisation"], float)
         assert t["trainable_parameters"] <= t["parameters"]
     assert report["throughput"]["lora"]["trainable_parameters"] < report["throughput"]["lora"]["parameters"] / 2
+    # Each at the project's own CPU defaults for its method, not one method's batch reused for the other.
+    assert (report["throughput"]["full"]["batch_size"], report["throughput"]["lora"]["batch_size"]) == (8, 2)
 
     race = report["race"]
     assert race["meaningful"] is False
@@ -101,3 +103,10 @@ def test_missing_default_data_is_a_clear_error(home, tiny_llama, monkeypatch, tm
     monkeypatch.setattr(bench, "DEFAULT_DATA", tmp_path / "nowhere")
     with pytest.raises(HuggingTweetsError, match="--data"):
         bench.load_data(BenchOptions(base_model=str(tiny_llama)))
+
+
+def test_generation_lever_with_transformers_sampling(home, tiny_llama):
+    # The lever that compares the project's sampler with transformers' do_sample on the same model.
+    spec = {"model": str(tiny_llama), "max_new_tokens": 8, "batched_posts": 4, "batch_size": 4, "fast_sampling": False}
+    got = bench.generation(spec)
+    assert got["fast_sampling"] is False and got["batched"]["posts"] == 4 and got["batched"]["posts_per_s"] > 0

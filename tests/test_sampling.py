@@ -1,0 +1,63 @@
+"""The nucleus sampler draws from the distribution transformers' own warpers define (without sorting every row)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+from huggingtweets.sampling import NucleusSampler
+
+DRAWS = 100_000
+
+
+def reference(logits: torch.Tensor, temperature: float, top_p: float, top_k: int) -> torch.Tensor:
+    """Probabilities after transformers' warpers, in the order `generate(do_sample=True)` applies them."""
+    warpers = LogitsProcessorList([TemperatureLogitsWarper(temperature)])
+    if top_k:
+        warpers.append(TopKLogitsWarper(top_k))
+    if top_p < 1:
+        warpers.append(TopPLogitsWarper(top_p))
+    return warpers(torch.zeros(1, 1, dtype=torch.long), logits[None].clone()).softmax(-1)[0]
+
+
+def rows() -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return [
+        torch.randn(200, generator=g) * 4,  # peaked: a small nucleus, inside the candidates
+        torch.randn(200, generator=g) * 0.5,  # flat: the nucleus reaches past the candidates (the sorted fallback)
+        torch.cat([torch.tensor([9.0]), torch.randn(199, generator=g)]),  # one word takes nearly everything
+    ]
+
+
+@pytest.mark.parametrize("temperature, top_p, top_k", [(1.0, 0.95, 0), (0.7, 0.8, 0), (1.3, 0.9, 0), (1.0, 0.95, 40), (1.0, 1.0, 0), (1.0, 1.0, 25)])
+def test_draws_follow_the_warped_distribution(temperature: float, top_p: float, top_k: int):
+    torch.manual_seed(1)
+    sampler = NucleusSampler(temperature, top_p, top_k, candidates=16)  # small, so both paths run
+    for logits in rows():
+        expected = reference(logits, temperature, top_p, top_k)
+        drawn = sampler.draw(logits.repeat(DRAWS, 1))
+        seen = torch.bincount(drawn, minlength=logits.numel()).float() / DRAWS
+        assert (seen[expected == 0] == 0).all(), "drew a word outside the nucleus"
+        assert 0.5 * (seen - expected).abs().sum() < 0.03  # total variation; ~0.01 expected from sampling noise
+
+
+def test_the_drawn_word_is_the_only_finite_score():
+    scores = torch.randn(5, 300)
+    out = NucleusSampler(top_p=0.9)(torch.zeros(5, 1, dtype=torch.long), scores)
+    assert ((out == 0).sum(-1) == 1).all()
+    assert torch.isneginf(out).sum() == 5 * 299
+
+
+def test_same_seed_same_draws():
+    logits = torch.randn(8, 1000)
+    torch.manual_seed(3)
+    first = NucleusSampler(top_p=0.95).draw(logits)
+    torch.manual_seed(3)
+    assert torch.equal(first, NucleusSampler(top_p=0.95).draw(logits))
+
+
+@pytest.mark.parametrize("bad", [dict(temperature=0.0), dict(top_p=0.0), dict(top_p=1.2), dict(top_k=-1), dict(candidates=0)])
+def test_bad_settings_are_refused(bad):
+    with pytest.raises(ValueError):
+        NucleusSampler(**bad)
