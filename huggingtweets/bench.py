@@ -884,7 +884,7 @@ def levers(
         "lora r=32": (replace(lora, lora_rank=32), {}),
         "lora r=16 attention only": (lora, {"lora_target": "attention"}),
         "lora lr 5e-4": (replace(lora, learning_rate=5e-4), {}),
-        "lora lr 2e-3": (replace(lora, learning_rate=2e-3), {}),
+        "lora lr 4e-3": (replace(lora, learning_rate=4e-3), {}),
         "full, all layers": (full, {}),
         f"full, top {k} of {depth} layers": (full, {"layers": ["top", k]}),
         f"full, bottom {k} of {depth} layers": (full, {"layers": ["bottom", k]}),
