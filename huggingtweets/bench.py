@@ -89,13 +89,8 @@ class BenchOptions:
     memorisation_samples: int = 50
     lever_steps: int = 6
     gpu_posts: int = 3200
-    # Variants of the default that run the whole race with --levers (TrainConfig overrides).
-    race_variants: tuple[tuple[str, dict[str, Any]], ...] = (
-        ("batch 8, lr 4e-3 (the previous default)", {"batch_size": 8, "learning_rate": 4e-3}),
-        ("lr 4e-3", {"learning_rate": 4e-3}),
-        ("lr 2e-3, 1 epoch", {"learning_rate": 2e-3, "epochs": 1.0}),
-        ("LoRA on the top 15 layers", {"lora_layers": 15}),
-    )
+    # Variants of the default that run the whole race with --levers (name, TrainConfig overrides); None: race_arms().
+    race_variants: tuple[tuple[str, dict[str, Any]], ...] | None = None
     child_timeout_s: float = 1200.0
 
     @classmethod
@@ -927,13 +922,23 @@ def levers(
         }, options.child_timeout_s)
     # Whole runs of default variants on the race's posts: what reaches the reference's best perplexity, and when.
     out["race_arms"] = {}
-    for name, overrides in options.race_variants:
+    for name, overrides in options.race_variants or race_arms(depth):
         say(f"  lever: race arm, default with {name}")
         config = replace(default_config(options.evals_per_epoch), **overrides)
         arm, model = race_arm(name, config, options.base_model, data.race_train, data.race_validation)
         del model
         out["race_arms"][name] = {**arm, **(compare(reference, arm) if reference else {})}
     return out
+
+
+def race_arms(depth: int) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """The default's variants that run the whole race with --levers, for a model `depth` layers deep."""
+    return (
+        ("batch 8, lr 4e-3 (the previous default)", {"batch_size": 8, "learning_rate": 4e-3}),
+        ("lr 4e-3", {"learning_rate": 4e-3}),
+        ("lr 2e-3, 1 epoch", {"learning_rate": 2e-3, "epochs": 1.0}),
+        (f"LoRA on the top {depth // 2} of {depth} layers", {"lora_layers": depth // 2}),
+    )
 
 
 def _depth(base_model: str | None) -> int:

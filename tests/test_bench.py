@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 import huggingtweets.bench as bench
 from huggingtweets.bench import SECTIONS, BenchOptions, evenly, flops_per_token, markdown, targets
 from huggingtweets.errors import HuggingTweetsError
+from huggingtweets.train import TrainConfig
 
 
 def tiny_options(model: Path, data: Path) -> BenchOptions:
@@ -110,3 +112,10 @@ def test_generation_lever_with_transformers_sampling(home, tiny_llama):
     spec = {"model": str(tiny_llama), "max_new_tokens": 8, "batched_posts": 4, "batch_size": 4, "fast_sampling": False}
     got = bench.generation(spec)
     assert got["fast_sampling"] is False and got["batched"]["posts"] == 4 and got["batched"]["posts_per_s"] > 0
+
+
+def test_race_arms_follow_the_model_depth():
+    arms = dict(bench.race_arms(4))
+    assert arms["LoRA on the top 2 of 4 layers"] == {"lora_layers": 2}
+    for overrides in arms.values():  # real TrainConfig fields with valid values
+        replace(TrainConfig(), **overrides).validate()
