@@ -3,7 +3,8 @@
 A post is generated the way posts were framed in training: start marker, the prompt (the opening words
 of the post, maybe none), and whatever the model writes until it produces the end marker. So one sample
 is one post. Samples are drawn in batches (one forward pass per token for the whole batch), checked
-against the training posts, and copies are dropped and drawn again unless asked to keep them.
+against the training posts, and copies are dropped and drawn again unless asked to keep them. Each word is
+drawn by `sampling.NucleusSampler`: the distribution of `do_sample=True`, without sorting the vocabulary.
 
     samples = generate(model, tokenizer, GenerateOptions(n=5, prompt="I think"), checker)
     for partial in stream(model, tokenizer, GenerateOptions(prompt="Today")):
