@@ -98,7 +98,9 @@ def _sampling(model: object, tokenizer: object, options: GenerateOptions) -> dic
     # The sampler draws each word and greedy decoding takes it: the same distribution as do_sample=True with
     # these settings, without sorting the whole vocabulary at every step (see sampling.py).
     sampler = NucleusSampler(options.temperature, options.top_p, options.top_k)
-    return dict(do_sample=False, temperature=None, top_p=None, top_k=None, logits_processor=LogitsProcessorList([sampler]), **limits)
+    # Every other truncation a model's generation_config might set is switched off, so only these options apply.
+    off = dict(temperature=None, top_p=None, top_k=None, min_p=None, typical_p=None, epsilon_cutoff=None, eta_cutoff=None)
+    return dict(do_sample=False, logits_processor=LogitsProcessorList([sampler]), **off, **limits)
 
 
 def _decode(tokenizer: object, ids: list[int], stops: set[int]) -> tuple[str, bool]:

@@ -36,16 +36,18 @@ class NucleusSampler(LogitsProcessor):
         """One word index per row."""
         logits = scores.float() / self.temperature
         words = logits.shape[-1]
-        if self.top_k:
-            # top-k comes first, and top-p then works on the top-k words' renormalised probabilities.
-            top, index = logits.topk(min(self.top_k, words))
-            return self._nucleus(top, index, top.logsumexp(-1, keepdim=True))
+        if not torch.isfinite(logits.amax(-1)).all():
+            raise ValueError("a row has no word left to draw (every score is -inf)")
+        if self.top_k and self.top_k < words:
+            # top-k comes first (top-p then works on what is left); like transformers, ties with the k-th score stay.
+            kth = logits.topk(self.top_k).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
         norm = logits.logsumexp(-1, keepdim=True)
         if self.top_p >= 1:  # no truncation: every word, unsorted
             return self._nucleus(logits, None, norm)
         top, index = logits.topk(min(self.candidates, words))
         chosen = self._nucleus(top, index, norm)
-        short = (top - norm).exp().sum(-1) < self.top_p  # the nucleus reaches past the candidates
+        short = (top - norm).exp().cumsum(-1)[..., -1] < self.top_p  # the nucleus reaches past the candidates
         if short.any():
             top, index = logits[short].sort(-1, descending=True)
             chosen[short] = self._nucleus(top, index, norm[short])
@@ -61,6 +63,6 @@ class NucleusSampler(LogitsProcessor):
             probs = probs.masked_fill(before >= self.top_p, 0.0)
         # Inverse-CDF draw: one uniform number per row (torch.multinomial draws one per word).
         cumulative = probs.cumsum(-1)
-        u = torch.rand(cumulative.shape[:-1] + (1,), device=probs.device) * cumulative[..., -1:]
+        u = torch.rand(cumulative.shape[:-1] + (1,), device=probs.device, dtype=cumulative.dtype) * cumulative[..., -1:]
         pick = torch.searchsorted(cumulative, u, right=True).clamp_(max=probs.shape[-1] - 1)
         return (pick if index is None else index.gather(-1, pick)).squeeze(-1)

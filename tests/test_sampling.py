@@ -39,7 +39,35 @@ def test_draws_follow_the_warped_distribution(temperature: float, top_p: float, 
         drawn = sampler.draw(logits.repeat(DRAWS, 1))
         seen = torch.bincount(drawn, minlength=logits.numel()).float() / DRAWS
         assert (seen[expected == 0] == 0).all(), "drew a word outside the nucleus"
+        assert (seen > 0)[expected > 1e-3].all(), "never drew a word of the nucleus"
         assert 0.5 * (seen - expected).abs().sum() < 0.03  # total variation; ~0.01 expected from sampling noise
+
+
+def test_a_mixed_batch_draws_each_row_from_its_own_nucleus():
+    # Rows inside the candidates and rows that need the sorted fallback, in one batch.
+    torch.manual_seed(2)
+    batch = torch.stack(rows())
+    sampler = NucleusSampler(top_p=0.95, candidates=16)
+    mass = (batch.topk(16).values - batch.logsumexp(-1, keepdim=True)).exp().sum(-1)
+    assert (mass < 0.95).any() and (mass >= 0.95).any()  # both paths run
+    drawn = sampler.draw(batch.repeat(DRAWS // 4, 1)).view(-1, len(batch))
+    for i, logits in enumerate(batch):
+        expected = reference(logits, 1.0, 0.95, 0)
+        seen = torch.bincount(drawn[:, i], minlength=logits.numel()).float() / drawn.shape[0]
+        assert (seen[expected == 0] == 0).all() and (seen > 0)[expected > 1e-3].all()
+        assert 0.5 * (seen - expected).abs().sum() < 0.04
+
+
+def test_ties_at_the_kth_score_stay_and_impossible_words_are_never_drawn():
+    logits = torch.tensor([3.0, 2.0, 2.0, 2.0, 1.0, float("-inf")])
+    torch.manual_seed(4)
+    drawn = NucleusSampler(top_k=2).draw(logits.repeat(20_000, 1))
+    expected = reference(logits, 1.0, 1.0, 2)
+    seen = torch.bincount(drawn, minlength=6).float() / 20_000
+    assert set(drawn.unique().tolist()) == {0, 1, 2, 3}  # the three tied words all stay, as in transformers
+    assert 0.5 * (seen - expected).abs().sum() < 0.02
+    with pytest.raises(ValueError, match="no word"):
+        NucleusSampler().draw(torch.full((2, 6), float("-inf")))
 
 
 def test_the_drawn_word_is_the_only_finite_score():
