@@ -1,7 +1,7 @@
 """Benchmarks: speed, memory and quality on one set of posts, each figure next to its target (GitHub issue 5).
 
     huggingtweets bench --quick --json test-artifacts/bench-quick.json          # about 3 minutes on 2 cores
-    python benchmarks/bench.py --json test-artifacts/bench.json                 # about 15 minutes
+    python benchmarks/bench.py --json test-artifacts/bench.json                 # about 17 minutes
     python benchmarks/bench.py --levers-only --json test-artifacts/levers.json  # the levers, about 30 minutes
 
     from huggingtweets.bench import BenchOptions, markdown, run

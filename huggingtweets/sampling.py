@@ -44,18 +44,18 @@ class NucleusSampler(LogitsProcessor):
             logits = logits.masked_fill(logits < kth, float("-inf"))
         norm = logits.logsumexp(-1, keepdim=True)
         if self.top_p >= 1:  # no truncation: every word, unsorted
-            return self._nucleus(logits, None, norm)
+            return self._nucleus((logits - norm).exp(), None)
         top, index = logits.topk(min(self.candidates, words))
-        chosen = self._nucleus(top, index, norm)
-        short = (top - norm).exp().cumsum(-1)[..., -1] < self.top_p  # the nucleus reaches past the candidates
+        probs = (top - norm).exp()
+        chosen = self._nucleus(probs, index)
+        short = probs.sum(-1) < self.top_p  # the nucleus reaches past the candidates
         if short.any():
             top, index = logits[short].sort(-1, descending=True)
-            chosen[short] = self._nucleus(top, index, norm[short])
+            chosen[short] = self._nucleus((top - norm[short]).exp(), index)
         return chosen
 
-    def _nucleus(self, top: torch.Tensor, index: torch.Tensor | None, norm: torch.Tensor) -> torch.Tensor:
-        """Sample among `top` (descending unless `index` is None), keeping words whose more likely words hold < top_p."""
-        probs = (top - norm).exp()
+    def _nucleus(self, probs: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+        """Sample among `probs` (descending unless `index` is None), keeping words whose more likely words hold < top_p."""
         if self.top_p < 1:
             # transformers drops a word when the words at most as likely as it hold <= 1 - top_p, i.e. keeps
             # it when the strictly more likely words hold < top_p; the likeliest word is always kept.
