@@ -111,3 +111,83 @@ def test_bad_generation_settings_are_refused(bot: Bot, bad):
 
 def test_many_more_posts_than_batch_times_attempts(bot: Bot):
     assert len(bot.generate(n=11, seed=0, batch_size=2, attempts=1, max_new_tokens=24)) == 11
+
+
+class _RowRule:
+    """A deterministic logits processor whose choice depends only on a row's own tokens and the model's scores.
+
+    The first new token is forced per row (rows are otherwise identical copies of one prompt); each row then
+    ends after a length set by that first token, and until then takes the model's likeliest word other than the
+    markers. So a row's tokens depend on its own prefix, never on which other rows share the batch. It records
+    the batch size of every step and the scores the model gave each prefix (which a wrong KV cache would change).
+    """
+
+    def __init__(self, start: int, stop: int, firsts: list[int]) -> None:
+        self.start, self.stop, self.firsts = start, stop, firsts
+        self.sizes: list[int] = []
+        self.seen: dict[tuple[int, ...], object] = {}
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        self.sizes.append(input_ids.shape[0])
+        new = input_ids.shape[1] - self.start
+        out = torch.full_like(scores, float("-inf"))
+        for i, row in enumerate(input_ids.tolist()):
+            self.seen[tuple(row)] = scores[i].clone()
+            if new == 0:
+                choice = self.firsts[i]
+            elif new >= 3 + row[self.start] % 17:
+                choice = self.stop
+            else:
+                masked = scores[i].clone()
+                masked[[self.stop, self.firsts[0]]] = float("-inf")
+                choice = int(masked.argmax())
+            out[i, choice] = 0.0
+        return out
+
+
+@pytest.mark.parametrize("cache_drops_rows", [True, False])
+def test_ended_rows_leave_the_batch_without_changing_any_row(bot: Bot, monkeypatch: pytest.MonkeyPatch, cache_drops_rows: bool):
+    import torch
+    import transformers
+    from transformers import LogitsProcessorList
+
+    from huggingtweets import generate as gen
+    from huggingtweets.dataset import markers
+
+    model, tokenizer = bot.model, bot.tokenizer
+    start, stop = markers(tokenizer)
+    prompt = torch.tensor([[start, *tokenizer("water", add_special_tokens=False)["input_ids"]]])
+    firsts = [10 + 7 * i for i in range(12)]  # 12 rows ending after 3 to 19 new tokens
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop
+
+    def settings(rule: _RowRule) -> dict[str, object]:
+        return dict(do_sample=False, logits_processor=LogitsProcessorList([rule]), max_new_tokens=30, eos_token_id=[stop], pad_token_id=pad,
+                    temperature=None, top_p=None, top_k=None)
+
+    whole_rule = _RowRule(prompt.shape[1], stop, firsts)
+    with torch.inference_mode():
+        whole = model.generate(prompt.repeat(12, 1), attention_mask=torch.ones(12, prompt.shape[1], dtype=torch.long), **settings(whole_rule))
+        monkeypatch.setattr(gen, "ROUND", 4)
+        if not cache_drops_rows:  # a cache type that cannot drop rows: it is rebuilt from the kept rows instead
+
+            def refuse(self, indices):
+                raise NotImplementedError
+
+            monkeypatch.setattr(transformers.DynamicCache, "batch_select_indices", refuse)
+        rule = _RowRule(prompt.shape[1], stop, firsts)
+        rows = gen.draw_batch(model, prompt, 12, settings(rule), {stop})
+
+    def upto_stop(ids: list[int]) -> list[int]:
+        return ids[: ids.index(stop) + 1] if stop in ids else ids
+
+    expected = [upto_stop(row) for row in whole[:, prompt.shape[1] :].tolist()]
+    assert [upto_stop(row) for row in rows] == expected
+    assert len({len(row) for row in expected}) > 3  # the rows really end at different lengths
+    # Rows left between rounds: the batch shrank, and fewer row-steps were computed than in one call.
+    assert rule.sizes[0] == 12 and rule.sizes[-1] < 12 and sorted(rule.sizes, reverse=True) == rule.sizes
+    assert sum(rule.sizes) < sum(whole_rule.sizes)
+    # Each prefix got the same scores in both runs, so every kept row continued from its own cache.
+    later = [row for row in rule.seen if len(row) > prompt.shape[1] + 4]  # past the first round
+    assert later and all(torch.allclose(rule.seen[row], whole_rule.seen[row], atol=1e-4) for row in later)

@@ -25,7 +25,7 @@ def rows() -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     return [
         torch.randn(200, generator=g) * 4,  # peaked: a small nucleus, inside the candidates
-        torch.randn(200, generator=g) * 0.5,  # flat: the nucleus reaches past the candidates (the sorted fallback)
+        torch.randn(200, generator=g) * 0.5,  # flat: the nucleus reaches past the candidates (more rounds)
         torch.cat([torch.tensor([9.0]), torch.randn(199, generator=g)]),  # one word takes nearly everything
     ]
 
@@ -44,12 +44,13 @@ def test_draws_follow_the_warped_distribution(temperature: float, top_p: float, 
 
 
 def test_a_mixed_batch_draws_each_row_from_its_own_nucleus():
-    # Rows inside the candidates and rows that need the sorted fallback, in one batch.
+    # Rows inside the 16 candidates, rows that need 64 and rows that need all 200 words, in one batch.
     torch.manual_seed(2)
-    batch = torch.stack(rows())
+    batch = torch.stack([*rows(), torch.randn(200, generator=torch.Generator().manual_seed(5)) * 3])
     sampler = NucleusSampler(top_p=0.95, candidates=16)
-    mass = (batch.topk(16).values - batch.logsumexp(-1, keepdim=True)).exp().sum(-1)
-    assert (mass < 0.95).any() and (mass >= 0.95).any()  # both paths run
+    probs = batch.softmax(-1).sort(-1, descending=True).values
+    sizes = ((probs.cumsum(-1) - probs) < 0.95).sum(-1)  # words in each row's nucleus
+    assert (sizes <= 16).any() and ((sizes > 16) & (sizes <= 64)).any() and (sizes > 64).any()  # every round runs
     drawn = sampler.draw(batch.repeat(DRAWS // 4, 1)).view(-1, len(batch))
     for i, logits in enumerate(batch):
         expected = reference(logits, 1.0, 0.95, 0)
