@@ -557,10 +557,11 @@ def generation(spec: dict[str, Any]) -> dict[str, Any]:
     """Child: posts/s at batch 1 and batched, time to first streamed text, memorisation before and after the filter.
 
     spec: model, max_new_tokens, batch1_posts, batched_posts, batch_size, stream_repeats, memorisation_samples,
-    train_texts, [use_cache, int8, fast_sampling].
+    train_texts, [use_cache, int8, fast_sampling, one_call_posts].
     """
     import torch
 
+    from . import generate as generation_module
     from . import models
     from .generate import GenerateOptions, generate, stream
     from .memorisation import CopyChecker
@@ -602,6 +603,14 @@ def generation(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("batched_posts"):
         batched, seconds = draw(int(spec["batched_posts"]), batch, seed=1)
         out["batched"] = speed(batched, seconds, batch)
+    if spec.get("one_call_posts"):
+        # The same draw with one `model.generate` call per batch: ended posts stay in the batch until the longest ends.
+        rounds = generation_module.ROUND
+        generation_module.ROUND = new
+        try:
+            out["batched_one_call"] = speed(*draw(int(spec["one_call_posts"]), batch, seed=1), batch)
+        finally:
+            generation_module.ROUND = rounds
     if spec.get("stream_repeats"):
         firsts, texts, totals = [], [], []
         for i in range(int(spec["stream_repeats"])):
@@ -826,6 +835,7 @@ def run(options: BenchOptions, say: Say | None = None) -> dict[str, Any]:
                 section.update(in_child("generation", {
                     "model": bot_dir.name, "max_new_tokens": 96, "batch1_posts": options.batch1_posts,
                     "batched_posts": options.batched_posts, "batch_size": options.generation_batch,
+                    "one_call_posts": 0 if options.quick else options.batched_posts,
                     "stream_repeats": options.stream_repeats, "memorisation_samples": options.memorisation_samples,
                     "train_texts": data.race_train,
                 }, timeout))
@@ -881,6 +891,8 @@ def levers(
         "lora lr 5e-4": (replace(lora, learning_rate=5e-4), {}),
         "lora lr 4e-3": (replace(lora, learning_rate=4e-3), {}),
         "full, all layers": (full, {}),
+        "full, transformers' loss (not fused)": (replace(full, fused_loss=False), {"no_eval": True}),
+        "lora, transformers' loss (not fused)": (replace(lora, fused_loss=False), {"no_eval": True}),
         f"full, top {k} of {depth} layers": (full, {"layers": ["top", k]}),
         f"full, bottom {k} of {depth} layers": (full, {"layers": ["bottom", k]}),
         "lora block 64": (replace(lora, block_size=64), {"no_eval": True}),
@@ -1065,6 +1077,8 @@ def markdown(report: dict[str, Any]) -> str:
     gen = report.get("generation", {})
     row("generation", "posts/s at batch 1", _fmt(_get(gen, "batch1", "posts_per_s")))
     row("generation", f"posts/s at batch {_get(gen, 'batched', 'batch_size')}", _fmt(_get(gen, "batched", "posts_per_s")), *verdict("generation_posts_per_s"))
+    if gen.get("batched_one_call"):
+        row("generation", "the same, ended posts kept in the batch (one generate call)", _fmt(_get(gen, "batched_one_call", "posts_per_s")))
     row("generation", "first streamed text, s (median)", _fmt(_get(gen, "stream", "first_text_s")), *verdict("first_token_s"))
     mem = report.get("memory", {})
     row("memory", "full fine-tune peak RSS", _gb(mem.get("full_training_rss_bytes")))

@@ -114,6 +114,19 @@ def test_generation_lever_with_transformers_sampling(home, tiny_llama):
     assert got["fast_sampling"] is False and got["batched"]["posts"] == 4 and got["batched"]["posts_per_s"] > 0
 
 
+def test_generation_compares_one_generate_call_per_batch(home, tiny_llama, monkeypatch):
+    # The full run also times the same draw with ended posts kept in the batch (one generate call, as before rounds).
+    from huggingtweets import generate as gen
+
+    calls = []
+    original = gen.draw_batch
+    monkeypatch.setattr(gen, "draw_batch", lambda *a, **k: calls.append(gen.ROUND) or original(*a, **k))
+    spec = {"model": str(tiny_llama), "max_new_tokens": 40, "batched_posts": 4, "batch_size": 4, "one_call_posts": 4}
+    got = bench.generation(spec)
+    assert got["batched"]["posts"] == got["batched_one_call"]["posts"] == 4
+    assert calls[-2:] == [gen.ROUND, 40] and gen.ROUND < 40  # rounds, then one call; the module's setting restored
+
+
 def test_race_arms_follow_the_model_depth():
     arms = dict(bench.race_arms(4))
     assert arms["LoRA on the top 2 of 4 layers"] == {"lora_layers": 2}
