@@ -270,7 +270,7 @@ def child_main(function: str, spec_path: str, out_path: str) -> None:
         import torch
 
         torch.set_num_threads(int(spec["threads"]))
-    workers = {"train_steps": train_steps, "generation": generation, "compile_speedup": compile_speedup, "gpu_run": gpu_run}
+    workers = {"train_steps": train_steps, "generation": generation, "compile_speedup": compile_speedup, "loss_pairs": loss_pairs, "gpu_run": gpu_run}
     result = workers[function](spec)
     result["peak_rss_bytes"] = peak_rss_bytes()
     Path(out_path).write_text(json.dumps(result), encoding="utf-8")
@@ -657,6 +657,46 @@ def _median(values: list[Any]) -> float | None:
 # ---- levers that need their own loop -----------------------------------------------------------------------
 
 
+def loss_pairs(spec: dict[str, Any]) -> dict[str, Any]:
+    """Child: the fused loss against transformers' own, alternating step by step on one model and the same batches.
+
+    Separate runs of a few steps differ by more than the effect (±15% on this shared machine); alternating steps in
+    one process sees the same machine state for both. spec: base_model, texts, method, batch_size, block_size, pairs.
+    """
+    import torch
+
+    from . import models
+    from .dataset import build_blocks
+    from .loss import causal_lm_loss
+    from .train import add_lora
+
+    batch, pairs = int(spec["batch_size"]), int(spec["pairs"])
+    model, tokenizer = models.load_base(spec["base_model"])
+    if spec["method"] == "lora":
+        model = add_lora(model, 16)
+    model.config.use_cache = False
+    model.train()
+    data = build_blocks(list(spec["texts"]), tokenizer, int(spec["block_size"]))[:]
+    if len(data["input_ids"]) < batch:
+        return {"error": f"need at least {batch} blocks"}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6, fused=True)
+    seconds: dict[str, list[float]] = {"fused": [], "transformers": []}
+    for i in range(2 * pairs + 2):  # the first pair warms up
+        kind = "fused" if i % 2 else "transformers"
+        at = (i // 2 * batch) % max(1, len(data["input_ids"]) - batch + 1)  # both steps of a pair see the same batch
+        inputs = {k: v[at : at + batch] for k, v in data.items()}
+        start = time.perf_counter()
+        loss = causal_lm_loss(model, inputs) if kind == "fused" else model(**inputs).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if i >= 2:
+            seconds[kind].append(time.perf_counter() - start)
+    fused, own = _median(seconds["fused"]), _median(seconds["transformers"])
+    return {"method": spec["method"], "batch_size": batch, "pairs": pairs, "fused_step_s": fused, "transformers_step_s": own,
+            "speedup": own / fused if fused and own else None}
+
+
 def compile_speedup(spec: dict[str, Any]) -> dict[str, Any]:
     """Child: LoRA training steps eager vs torch.compile (a plain loop: train_model has no compile switch)."""
     import torch
@@ -914,6 +954,12 @@ def levers(
         got["utilisation"] = utilisation(got, peak_gflops)
         out["training"][name] = got
     out["padding_by_block"] = {str(b): padding(data.train, tokenizer, b)["padding_share"] for b in (64, 128, 256)}
+    out["fused_loss"] = {}
+    for method, config, pairs in (("full", full, 6), ("lora", lora, 20)):
+        say(f"  lever: fused loss vs transformers' loss, {method}, {pairs} alternating pairs of steps")
+        out["fused_loss"][method] = in_child("loss_pairs", {
+            "base_model": options.base_model, "texts": data.race_train, "method": method, "batch_size": config.batch_size,
+            "block_size": config.block_size, "pairs": max(2, pairs * options.lever_steps // 6)}, options.child_timeout_s)
     say("  lever: torch.compile")
     out["compile"] = in_child("compile_speedup", {"base_model": options.base_model, "texts": evenly(data.train, 256), "batch_size": 8,
                                                    "block_size": TrainConfig().block_size, "steps": options.lever_steps}, 900)
@@ -1123,6 +1169,11 @@ def _lever_lines(report: dict[str, Any]) -> list[str]:
             lines.append(f"\ntorch.compile (LoRA r=16, plain loop): {_fmt(c['eager_tokens_per_s'])} tokens/s eager, {compiled}.")
         else:
             lines.append(f"\ntorch.compile: {c.get('error')}")
+        pairs = lev.get("fused_loss", {})
+        if pairs:
+            lines.append("Fused loss vs transformers' loss, median step in alternating pairs on one model: " + ", ".join(
+                f"{m} (batch {p['batch_size']}, {p['pairs']} pairs) {_fmt(p['transformers_step_s'])} → {_fmt(p['fused_step_s'])} s, {_fmt(p['speedup'])}x"
+                if "error" not in p else f"{m} error" for m, p in pairs.items()) + ".")
         gens = lev.get("generation", {})
         lines.append(f"Generation, batch {_get(report, 'options', 'generation_batch')} × 32 new tokens on the base model: " + ", ".join(
             f"{name} {_fmt(_get(g, 'batched', 'posts_per_s'))} posts/s" + (f" (perplexity {_fmt(g['perplexity'], 4)})" if g.get("perplexity") else "")

@@ -127,6 +127,18 @@ def test_generation_compares_one_generate_call_per_batch(home, tiny_llama, monke
     assert calls[-2:] == [gen.ROUND, 40] and gen.ROUND < 40  # rounds, then one call; the module's setting restored
 
 
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_fused_loss_lever_times_both_losses_in_one_child(home, tiny_llama, method):
+    from conftest import make_posts
+
+    spec = {"base_model": str(tiny_llama), "texts": make_posts(40), "method": method, "batch_size": 2, "block_size": 64, "pairs": 2}
+    got = bench.in_child("loss_pairs", spec, 300)
+    assert "error" not in got, got.get("error")
+    assert got["fused_step_s"] > 0 and got["transformers_step_s"] > 0 and got["pairs"] == 2
+    assert got["speedup"] == pytest.approx(got["transformers_step_s"] / got["fused_step_s"])
+    assert "x" in markdown({"levers": {"steps": 1, "training": {}, "fused_loss": {method: got}}})
+
+
 def test_race_arms_follow_the_model_depth():
     arms = dict(bench.race_arms(4))
     assert arms["LoRA on the top 2 of 4 layers"] == {"lora_layers": 2}

@@ -67,6 +67,10 @@ def test_only_models_whose_loss_it_reproduces(tiny_llama: Path, tiny_gpt2: Path)
     scaled.config.model_type = "granite"  # divides its logits by a scale: another loss
     assert fused.fused_head(scaled) is None
     assert fused.fused_head(AutoModelForCausalLM.from_pretrained(tiny_llama).to(torch.bfloat16)) is None
+    plain = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 training on a CPU: the model's own loss
+        assert fused.causal_lm_loss(plain, batch(tiny_llama)) is None
+    assert fused.causal_lm_loss(plain, batch(tiny_llama)) is not None
 
 
 @pytest.mark.parametrize("on", [True, False])
