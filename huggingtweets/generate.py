@@ -94,7 +94,9 @@ def _sampling(model: object, tokenizer: object, options: GenerateOptions) -> dic
     start, end = markers(tokenizer)
     stops = [end] if start == end else [end, start]  # a new start marker also ends the post
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end  # type: ignore[attr-defined]
-    limits = dict(max_new_tokens=options.max_new_tokens, eos_token_id=stops, pad_token_id=pad)
+    # min_new_tokens and begin_suppress_tokens from a model's generation_config would start again in every round of
+    # `draw_batch` (they count from each call's input); they are not among the user's options, so they are off.
+    limits = dict(max_new_tokens=options.max_new_tokens, eos_token_id=stops, pad_token_id=pad, min_new_tokens=None, begin_suppress_tokens=None)
     if not options.fast_sampling:
         return dict(do_sample=True, temperature=options.temperature, top_p=options.top_p, top_k=options.top_k or None, **limits)
     # The sampler draws each word and greedy decoding takes it: the same distribution as do_sample=True with
@@ -111,6 +113,19 @@ def _decode(tokenizer: object, ids: list[int], stops: set[int]) -> tuple[str, bo
         if token in stops:
             return tokenizer.decode(ids[:i], skip_special_tokens=True), True  # type: ignore[attr-defined]
     return tokenizer.decode(ids, skip_special_tokens=True), False  # type: ignore[attr-defined]
+
+
+def _rows_can_leave(cache: object) -> bool:
+    """Whether rows can be dropped from `cache` and generation continued from it: a plain dynamic cache only.
+
+    Static and hybrid caches (set by some models' generation_config) cannot be passed back to `generate`, and
+    quantised or recurrent layers hold state that `batch_select_indices` would not select.
+    """
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    plain = (DynamicLayer, DynamicSlidingWindowLayer)
+    return type(cache) is DynamicCache and all(type(layer) in plain for layer in getattr(cache, "layers", []))
 
 
 def draw_batch(model: object, prompt_ids: torch.Tensor, batch: int, settings: dict[str, object], stops: set[int]) -> list[list[int]]:
@@ -144,11 +159,10 @@ def draw_batch(model: object, prompt_ids: torch.Tensor, batch: int, settings: di
         keep = (~ended).nonzero().flatten()
         rows = [rows[i] for i in keep.tolist()]
         ids = sequences[keep]
-        if rows and cache is not None and len(keep) < len(ended):
-            try:
-                cache.batch_select_indices(keep)
-            except (AttributeError, NotImplementedError):  # a cache that cannot drop rows: recompute it next round
-                cache = None
+        if not _rows_can_leave(cache):
+            cache = None  # a static, hybrid or quantised cache: the next round recomputes it from the kept rows
+        elif rows and len(keep) < len(ended):
+            cache.batch_select_indices(keep)  # type: ignore[union-attr]
     return [done[row] for row in range(batch)]
 
 

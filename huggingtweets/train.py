@@ -214,7 +214,10 @@ def _fused_loss_trainer() -> type:
         """`Trainer` whose training loss comes from `loss.causal_lm_loss` where that applies (CPU, plain output layer)."""
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
-            if not return_outputs:  # evaluation asks for the outputs too: it takes the model's own path
+            # Evaluation asks for the outputs too, mixed precision runs the model under accelerate's autocast, and
+            # several processes rescale the loss in Trainer: all three take the model's own path.
+            own = return_outputs or self.args.bf16 or self.args.fp16 or self.accelerator.num_processes > 1
+            if not own:
                 # Normalised as the model's own loss would be: by the Trainer's count when the model accepts it.
                 count = num_items_in_batch if self.model_accepts_loss_kwargs else None
                 loss = causal_lm_loss(model, inputs, count)
@@ -351,6 +354,9 @@ def train_model(
         log.info("resuming from %s", resume)
 
     if config.method == "lora" and not is_peft(model):
+        from transformers import set_seed
+
+        set_seed(config.seed)  # the adapters' initial weights come from the seed too (Trainer seeds only later)
         model = add_lora(model, config.lora_rank, config.lora_layers)
     elif config.method == "full" and is_peft(model):
         raise HuggingTweetsError("this bot was trained with LoRA: continue it with --method lora")

@@ -73,14 +73,34 @@ def test_only_models_whose_loss_it_reproduces(tiny_llama: Path, tiny_gpt2: Path)
     assert fused.causal_lm_loss(plain, batch(tiny_llama)) is not None
 
 
-@pytest.mark.parametrize("on", [True, False])
-def test_training_uses_it_by_default_and_not_when_off(tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on: bool):
+def _train(tiny_llama: Path, work: Path, monkeypatch: pytest.MonkeyPatch, **settings) -> tuple[int, dict[str, torch.Tensor]]:
+    """Four LoRA steps; how many used the fused loss, the adapter weights after them and the logged training loss."""
     calls = []
     original = fused.linear_cross_entropy
     monkeypatch.setattr(fused, "linear_cross_entropy", lambda *a, **k: calls.append(1) or original(*a, **k))
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
-    config = TrainConfig(method="lora", max_steps=3, batch_size=2, block_size=64, fused_loss=on).resolved("cpu")
-    result = train_model(model, tokenizer, make_posts(60), make_posts(10, seed=9), config, tmp_path / "run", show_progress=False)
-    assert len(calls) == (3 if on else 0)  # one per training step; evaluation takes the model's own path
+    config = TrainConfig(method="lora", max_steps=4, batch_size=2, block_size=64, **settings).resolved("cpu")
+    losses: list[float] = []
+    listener = lambda event: losses.append(event.loss) if event.kind == "log" and event.loss is not None else None  # noqa: E731
+    result = train_model(model, tokenizer, make_posts(60), make_posts(10, seed=9), config, work, show_progress=False, listener=listener)
     assert result.best_eval_loss is not None and result.best_eval_loss < 20
+    adapters = {n: p.detach().float().clone() for n, p in result.model.named_parameters() if "lora_" in n}
+    adapters["logged training losses"] = torch.tensor(losses)
+    return len(calls), adapters
+
+
+def test_training_uses_it_by_default_and_ends_where_transformers_loss_does(tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    calls_on, on = _train(tiny_llama, tmp_path / "on", monkeypatch)
+    calls_off, off = _train(tiny_llama, tmp_path / "off", monkeypatch, fused_loss=False)
+    assert (calls_on, calls_off) == (4, 0)  # one per training step; evaluation takes the model's own path
+    assert on.keys() == off.keys() and len(on) > 0
+    assert any(not torch.equal(w, torch.zeros_like(w)) for name, w in on.items() if "lora_B" in name)  # it trained
+    assert len(on["logged training losses"]) == 1  # the mean loss of the four steps, as the Trainer logs it
+    for name in on:  # same loss and gradients, so the same logged loss and weights after four optimizer steps
+        assert torch.allclose(on[name], off[name], atol=1e-5), name
+
+
+def test_mixed_precision_training_takes_the_models_own_loss(tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    calls, _ = _train(tiny_llama, tmp_path / "bf16", monkeypatch, precision="bf16")
+    assert calls == 0  # accelerate's autocast wraps the model's forward, which the fused path would bypass
