@@ -657,6 +657,20 @@ def _median(values: list[Any]) -> float | None:
 # ---- levers that need their own loop -----------------------------------------------------------------------
 
 
+def _loop_model(spec: dict[str, Any], lora_rank: int | None) -> tuple[Any, Any]:
+    """The base model ready for a plain training loop (LoRA when `lora_rank`), and `spec["texts"]` in blocks."""
+    from . import models
+    from .dataset import build_blocks
+    from .train import add_lora
+
+    model, tokenizer = models.load_base(spec["base_model"])
+    if lora_rank:
+        model = add_lora(model, lora_rank)
+    model.config.use_cache = False
+    model.train()
+    return model, build_blocks(list(spec["texts"]), tokenizer, int(spec["block_size"]))
+
+
 def loss_pairs(spec: dict[str, Any]) -> dict[str, Any]:
     """Child: the fused loss against transformers' own, alternating step by step on one model and the same batches.
 
@@ -665,18 +679,11 @@ def loss_pairs(spec: dict[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    from . import models
-    from .dataset import build_blocks
     from .loss import causal_lm_loss
-    from .train import add_lora
 
     batch, pairs = int(spec["batch_size"]), int(spec["pairs"])
-    model, tokenizer = models.load_base(spec["base_model"])
-    if spec["method"] == "lora":
-        model = add_lora(model, 16)
-    model.config.use_cache = False
-    model.train()
-    data = build_blocks(list(spec["texts"]), tokenizer, int(spec["block_size"]))[:]
+    model, blocks = _loop_model(spec, 16 if spec["method"] == "lora" else None)
+    data = blocks[:]
     if len(data["input_ids"]) < batch:
         return {"error": f"need at least {batch} blocks"}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6, fused=True)
@@ -701,16 +708,8 @@ def compile_speedup(spec: dict[str, Any]) -> dict[str, Any]:
     """Child: LoRA training steps eager vs torch.compile (a plain loop: train_model has no compile switch)."""
     import torch
 
-    from . import models
-    from .dataset import build_blocks
-    from .train import add_lora
-
     batch, block, steps = int(spec["batch_size"]), int(spec["block_size"]), int(spec["steps"])
-    model, tokenizer = models.load_base(spec["base_model"])
-    model = add_lora(model, int(spec.get("lora_rank", 16)))
-    model.config.use_cache = False
-    model.train()
-    data = build_blocks(list(spec["texts"]), tokenizer, block)
+    model, data = _loop_model(spec, int(spec.get("lora_rank", 16)))
     full = max(1, len(data) // batch)  # whole batches only: one shape, so one compilation
     batches = [{k: v[i * batch : (i + 1) * batch] for k, v in data[:].items()} for i in range(full)] if len(data) >= batch else []
     if not batches:

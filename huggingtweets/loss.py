@@ -22,7 +22,8 @@ from typing import Any
 
 import torch
 
-IGNORE = -100  # label of positions that are context, not targets (transformers' convention)
+from .dataset import IGNORE
+from .train import is_peft
 
 # Models whose forward is exactly `logits = lm_head(decoder(...)[0])` followed by the shifted cross-entropy: no
 # logit scaling or soft-capping (Gemma 2, Cohere, Granite have those), so the fused loss is the same loss.
@@ -68,13 +69,18 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: tor
     return total / count
 
 
+def _causal(model: Any) -> Any:
+    """The causal-LM model itself, inside a PEFT wrapper or not (LoRA layers are injected into it either way)."""
+    return model.get_base_model() if is_peft(model) else model
+
+
 def fused_head(model: Any) -> torch.nn.Linear | None:
     """The output layer when the fused loss gives the same loss as the model's own, else None.
 
     Only on a CPU in fp32: on a GPU transformers' loss is fast and the logits fit in memory, and half
     precision would need care this function does not take.
     """
-    causal = model.get_base_model() if hasattr(model, "peft_config") else model
+    causal = _causal(model)
     head = causal.get_output_embeddings() if hasattr(causal, "get_output_embeddings") else None
     if getattr(causal.config, "model_type", None) not in PLAIN_HEADS or type(head) is not torch.nn.Linear:
         return None  # also a LoRA-wrapped head: its forward is not the plain weight
@@ -88,7 +94,6 @@ def causal_lm_loss(model: Any, inputs: dict[str, torch.Tensor], num_items: Any =
     head = fused_head(model)
     if head is None or "labels" not in inputs or not torch.is_grad_enabled() or torch.is_autocast_enabled("cpu"):
         return None  # evaluation, or mixed precision (bf16 on a CPU): the model's own loss
-    causal = model.get_base_model() if hasattr(model, "peft_config") else model
     features = {k: v for k, v in inputs.items() if k != "labels"}
-    hidden = causal.get_decoder()(**features).last_hidden_state
+    hidden = _causal(model).get_decoder()(**features).last_hidden_state
     return linear_cross_entropy(hidden, head.weight, inputs["labels"], num_items)
