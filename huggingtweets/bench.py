@@ -512,11 +512,14 @@ def race_arm(name: str, config: Any, base_model: str | None, train: list[str], v
 
 
 def reference_config(evals_per_epoch: int) -> Any:
+    """The original HuggingTweets training: its recipe, and transformers' Trainer with the model's own loss (as the
+    original ran it); this project's fused loss is one of the things measured against it. `--levers` also runs
+    the recipe with the fused loss."""
     from .train import TrainConfig
 
     return TrainConfig(
         method="full", epochs=4.0, learning_rate=REFERENCE_LR, batch_size=8, block_size=128, precision="fp32",
-        evals_per_epoch=evals_per_epoch, early_stopping_patience=evals_per_epoch, save_minutes=1e9,
+        evals_per_epoch=evals_per_epoch, early_stopping_patience=evals_per_epoch, save_minutes=1e9, fused_loss=False,
     )
 
 
@@ -979,6 +982,14 @@ def levers(
         }, options.child_timeout_s)
     # Whole runs of default variants on the race's posts: what reaches the reference's best perplexity, and when.
     out["race_arms"] = {}
+    if reference:
+        # The recipe with this project's fused loss: how much of the race is the loss's and how much the settings'.
+        name = "the reference recipe with the fused loss"
+        say(f"  lever: race arm, {name}")
+        arm, model = race_arm(name, replace(reference_config(options.evals_per_epoch), fused_loss=True), options.base_model,
+                              data.race_train, data.race_validation)
+        del model
+        out["race_arms"][name] = {**arm, **compare(reference, arm)}
     for name, overrides in options.race_variants or race_arms(depth):
         say(f"  lever: race arm, default with {name}")
         config = replace(default_config(options.evals_per_epoch), **overrides)
