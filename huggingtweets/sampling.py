@@ -4,11 +4,14 @@
 
 Why not transformers' own `do_sample=True`: its top-p warper sorts the whole vocabulary (49,152 words for
 SmolLM2) for every row at every step, and `torch.multinomial` then draws one random number per word. On a
-2-core CPU at batch 32 those two took about a third of each generation step (benchmarks/README.md). The
-nucleus lies among the likeliest few thousand words, so this processor finds the top `candidates` with
-`topk`, keeps the same nucleus transformers would keep, and draws among those alone; a row whose candidates
-hold less than `top_p` of the probability is done again with four times as many (up to the whole row).
-The distribution is the same; only the work is less.
+2-core CPU at batch 32 those two took about a third of each generation step (benchmarks/README.md).
+
+Here nothing is sorted. A word is drawn from the whole distribution (one cumulative sum and one random number
+per row) and kept if it lies in the nucleus, that is if the words more likely than it hold less than `top_p`
+of the probability (one masked sum); otherwise the row draws again. A kept word is a draw from the whole
+distribution given that it fell in the nucleus, which is exactly a draw from the nucleus renormalised: the
+distribution of `do_sample=True`. A row keeps its first draw with probability at least `top_p`; rows still
+drawing after `tries` rounds (at top-p 0.95, one in 10^10) are done exactly by sorting.
 
 The drawn word gets score 0 and every other word -inf, so greedy decoding (`do_sample=False`) picks it.
 """
@@ -20,12 +23,16 @@ from transformers import LogitsProcessor
 
 
 class NucleusSampler(LogitsProcessor):
-    """Draws the next word as `do_sample=True` with `temperature`, `top_k` and `top_p` would (warpers in that order)."""
+    """Draws the next word as `do_sample=True` with `temperature`, `top_k` and `top_p` would (warpers in that order).
 
-    def __init__(self, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, candidates: int = 4096) -> None:
-        if not temperature > 0 or not 0 < top_p <= 1 or top_k < 0 or candidates < 1:
-            raise ValueError("temperature > 0, 0 < top_p <= 1, top_k >= 0 and candidates >= 1 are required")
-        self.temperature, self.top_p, self.top_k, self.candidates = temperature, top_p, top_k, candidates
+    One difference, at float rounding's scale: words tied with the last word of the nucleus all stay, where
+    transformers keeps whichever its sort puts first.
+    """
+
+    def __init__(self, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, tries: int = 8) -> None:
+        if not temperature > 0 or not 0 < top_p <= 1 or top_k < 0 or tries < 1:
+            raise ValueError("temperature > 0, 0 < top_p <= 1, top_k >= 0 and tries >= 1 are required")
+        self.temperature, self.top_p, self.top_k, self.tries = temperature, top_p, top_k, tries
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         chosen = self.draw(scores)
@@ -37,41 +44,46 @@ class NucleusSampler(LogitsProcessor):
         logits = scores.float()
         if self.temperature != 1:
             logits = logits / self.temperature
-        words = logits.shape[-1]
-        if not torch.isfinite(logits.amax(-1)).all():
+        peak = logits.amax(-1, keepdim=True)
+        if not torch.isfinite(peak).all():
             raise ValueError("a row has no word left to draw (every score is -inf)")
-        if self.top_k and self.top_k < words:
+        if self.top_k and self.top_k < logits.shape[-1]:
             # top-k comes first (top-p then works on what is left); like transformers, ties with the k-th score stay.
             kth = logits.topk(self.top_k).values[..., -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
-        norm = logits.logsumexp(-1, keepdim=True)
-        if self.top_p >= 1:  # no truncation: every word, unsorted
-            return self._nucleus((logits - norm).exp(), None)
-        chosen = torch.empty(logits.shape[:-1], dtype=torch.long, device=logits.device)
-        rows = torch.arange(len(logits), device=logits.device)
-        k = min(self.candidates, words)
-        while len(rows):
-            # topk returns the candidates sorted, likeliest first; with k == words that is a full sort.
-            every = len(rows) == len(logits)  # the first round: no copy of the rows
-            top, index = (logits if every else logits[rows]).topk(k)
-            probs = (top - (norm if every else norm[rows])).exp()
-            short = probs.sum(-1) < self.top_p if k < words else torch.zeros_like(rows, dtype=torch.bool)
-            done = ~short  # rows whose nucleus lies within the candidates
-            if done.any():
-                chosen[rows[done]] = self._nucleus(probs[done], index[done])
-            # On a fine-tuned bot at temperature 1 about 15% of rows need more than 4,096 (none more than 16,384).
-            rows, k = rows[short], min(words, 4 * k)
+        # Unnormalised probabilities (the likeliest word's is 1); a word outside the top k gets exactly 0.
+        probs = (logits - peak).exp_()
+        cumulative = probs.cumsum(-1)
+        total = cumulative[:, -1:]
+        chosen = torch.empty(len(probs), dtype=torch.long, device=probs.device)
+        rows = torch.arange(len(probs), device=probs.device)
+        for _ in range(self.tries):
+            every = len(rows) == len(probs)  # the first round: no copy of the rows
+            p, cum, mass = (probs, cumulative, total) if every else (probs[rows], cumulative[rows], total[rows])
+            # Inverse-CDF draw over the whole row: one uniform number per row (torch.multinomial draws one per word).
+            u = torch.rand(mass.shape, device=p.device, dtype=mass.dtype) * mass
+            pick = torch.searchsorted(cum, u, right=True).clamp_(max=p.shape[-1] - 1)
+            picked = p.gather(-1, pick)
+            kept = picked[:, 0] > 0  # u rounded up to the row's total lands past the end: draw again
+            if self.top_p < 1:
+                # In the nucleus: transformers drops a word when the words at most as likely as it hold <= 1 - top_p,
+                # i.e. keeps it when the more likely words hold < top_p (the likeliest word always stays).
+                above = torch.where(p > picked, p, 0.0).sum(-1, keepdim=True)
+                kept &= (above < self.top_p * mass)[:, 0]
+            chosen[rows[kept]] = pick[kept, 0]
+            rows = rows[~kept]
+            if not len(rows):
+                return chosen
+        chosen[rows] = self._sorted(probs[rows] / total[rows])
         return chosen
 
-    def _nucleus(self, probs: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
-        """Sample among `probs` (descending unless `index` is None), keeping words whose more likely words hold < top_p."""
-        if self.top_p < 1:
-            # transformers drops a word when the words at most as likely as it hold <= 1 - top_p, i.e. keeps
-            # it when the strictly more likely words hold < top_p; the likeliest word is always kept.
-            before = probs.cumsum(-1) - probs
-            probs = probs.masked_fill(before >= self.top_p, 0.0)
-        # Inverse-CDF draw: one uniform number per row (torch.multinomial draws one per word).
+    def _sorted(self, probs: torch.Tensor) -> torch.Tensor:
+        """The exact draw by sorting, for rows that kept missing their nucleus (a small `top_p`)."""
+        probs, index = probs.sort(-1, descending=True)
+        before = probs.cumsum(-1) - probs
+        probs = probs.masked_fill(before >= self.top_p, 0.0)
         cumulative = probs.cumsum(-1)
         u = torch.rand(cumulative.shape[:-1] + (1,), device=probs.device, dtype=cumulative.dtype) * cumulative[..., -1:]
-        pick = torch.searchsorted(cumulative, u, right=True).clamp_(max=probs.shape[-1] - 1)
-        return (pick if index is None else index.gather(-1, pick)).squeeze(-1)
+        last = (probs > 0).sum(-1, keepdim=True) - 1  # the kept words come first
+        pick = torch.minimum(torch.searchsorted(cumulative, u, right=True), last)
+        return index.gather(-1, pick).squeeze(-1)
