@@ -560,7 +560,7 @@ def generation(spec: dict[str, Any]) -> dict[str, Any]:
     """Child: posts/s at batch 1 and batched, time to first streamed text, memorisation before and after the filter.
 
     spec: model, max_new_tokens, batch1_posts, batched_posts, batch_size, stream_repeats, memorisation_samples,
-    train_texts, [use_cache, int8, fast_sampling, one_call_posts].
+    train_texts, [use_cache, int8, fast_sampling, temperature, one_call_posts].
     """
     import torch
 
@@ -579,7 +579,9 @@ def generation(spec: dict[str, Any]) -> dict[str, Any]:
         torch.ao.quantization.quantize_dynamic(layer_stack(model), {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
     new = int(spec.get("max_new_tokens", 96))
     fast = bool(spec.get("fast_sampling", True))
-    out: dict[str, Any] = {"max_new_tokens": new, "use_cache": spec.get("use_cache", True), "int8": bool(spec.get("int8")), "fast_sampling": fast}
+    temperature = float(spec.get("temperature", 1.0))
+    out: dict[str, Any] = {"max_new_tokens": new, "use_cache": spec.get("use_cache", True), "int8": bool(spec.get("int8")),
+                           "fast_sampling": fast, "temperature": temperature}
     if spec.get("validation"):
         from .evaluate import perplexity
 
@@ -590,7 +592,7 @@ def generation(spec: dict[str, Any]) -> dict[str, Any]:
     def draw(n: int, batch: int, seed: int, keep_copies: bool = True, attempts: int | None = None) -> tuple[list[Any], float]:
         # generate() draws one batch per attempt: as many attempts as batches, unless the defaults are being measured.
         options = GenerateOptions(n=n, batch_size=batch, max_new_tokens=new, seed=seed, keep_copies=keep_copies,
-                                  attempts=attempts or math.ceil(n / batch), fast_sampling=fast)
+                                  attempts=attempts or math.ceil(n / batch), fast_sampling=fast, temperature=temperature)
         start = time.perf_counter()
         samples = generate(model, tokenizer, options, checker)
         return samples, time.perf_counter() - start
@@ -972,6 +974,9 @@ def levers(
         ("KV cache (default)", batch, {"validation": data.race_validation}),
         ("no KV cache", batch, {"use_cache": False}),
         ("transformers' sampling (do_sample=True, sorts the vocabulary)", batch, {"fast_sampling": False}),
+        # A higher temperature widens the nucleus: the sort's cost grows with it, the project's sampler's does not.
+        ("temperature 1.3", batch, {"temperature": 1.3}),
+        ("temperature 1.3, transformers' sampling", batch, {"fast_sampling": False, "temperature": 1.3}),
         ("int8 dynamic quantisation of the layers", batch, {"int8": True, "validation": data.race_validation}),
         ("batch 32", 32, {}),
     )

@@ -43,9 +43,10 @@ def test_train_save_reload_generate_on_real_posts(default_home, archive_zip, tmp
     assert metrics["steps"] == 10 and metrics["bot_perplexity"] < metrics["base_perplexity"]
 
     reloaded = Bot.load(out)
-    samples = reloaded.generate(n=8, seed=0, max_new_tokens=80)
-    assert len(samples) == 8
-    # After ten steps the model already ends some posts itself with the end-of-post token (3 of 8 here).
-    assert sum(s.ended for s in samples) >= 2, [s.text for s in samples]
+    samples = reloaded.generate(n=24, seed=0, max_new_tokens=80)
+    assert len(samples) == 24
+    # After ten steps the model already ends about a third of its posts itself with the end-of-post token (67-71
+    # of 192 over 24 seeds); 24 posts, so one unlucky draw does not decide it.
+    assert sum(s.ended for s in samples) >= 3, [s.text for s in samples]
     assert all(0 < len(s.text) <= 280 and "<|im_end|>" not in s.text for s in samples)
-    assert [s.text for s in samples] == [s.text for s in bot.generate(n=8, seed=0, max_new_tokens=80)]
+    assert [s.text for s in samples] == [s.text for s in bot.generate(n=24, seed=0, max_new_tokens=80)]
