@@ -622,7 +622,7 @@ def generation(spec: dict[str, Any]) -> dict[str, Any]:
             start = time.perf_counter()
             first = first_text = None
             # Only the start matters here: a short post keeps the generating thread from lingering into the next timing.
-            for partial in stream(model, tokenizer, GenerateOptions(seed=i, max_new_tokens=min(new, 16), fast_sampling=fast)):
+            for partial in stream(model, tokenizer, GenerateOptions(seed=i, max_new_tokens=min(new, 16), fast_sampling=fast, temperature=temperature)):
                 now = time.perf_counter() - start
                 first = first if first is not None else now
                 if first_text is None and partial.text:
@@ -975,8 +975,8 @@ def levers(
         ("no KV cache", batch, {"use_cache": False}),
         ("transformers' sampling (do_sample=True, sorts the vocabulary)", batch, {"fast_sampling": False}),
         # A higher temperature widens the nucleus: the sort's cost grows with it, the project's sampler's does not.
-        ("temperature 1.3", batch, {"temperature": 1.3}),
-        ("temperature 1.3, transformers' sampling", batch, {"fast_sampling": False, "temperature": 1.3}),
+        ("the project's sampler at temperature 1.3", batch, {"temperature": 1.3}),
+        ("transformers' sampling at temperature 1.3", batch, {"fast_sampling": False, "temperature": 1.3}),
         ("int8 dynamic quantisation of the layers", batch, {"int8": True, "validation": data.race_validation}),
         ("batch 32", 32, {}),
     )
@@ -1195,7 +1195,7 @@ def _lever_lines(report: dict[str, Any]) -> list[str]:
             if "error" not in g else f"{name} error" for name, g in gens.items()) + ".")
         arms = lev.get("race_arms") or {}
         if arms:
-            lines += ["", "Default variants over the whole race (same posts; training seconds):", "",
+            lines += ["", "Whole race runs: the recipe with the fused loss, and variants of the default (same posts; training seconds):", "",
                       "| variant | steps | best perplexity | at s | reaches the reference's best at s | ratio |", "|---|---:|---:|---:|---:|---:|"]
             for name, a in arms.items():
                 lines.append(f"| {name} | {a['steps']} | {_fmt(a['best_perplexity'], 4)} | {_fmt(a['best_at_train_seconds'])} | "

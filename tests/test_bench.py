@@ -144,3 +144,40 @@ def test_race_arms_follow_the_model_depth():
     assert arms["LoRA on the top 2 of 4 layers"] == {"lora_layers": 2}
     for overrides in arms.values():  # real TrainConfig fields with valid values
         replace(TrainConfig(), **overrides).validate()
+
+
+def _arm(name: str, losses: list[float], seconds_per_eval: float) -> dict:
+    history = [{"step": i + 1, "eval_loss": loss, "train_seconds": seconds_per_eval * (i + 1), "wall_seconds": 2 * seconds_per_eval * (i + 1)}
+               for i, loss in enumerate(losses)]
+    best = min(losses)
+    return {"name": name, "history": history, "steps": len(losses), "best_eval_loss": best, "best_perplexity": math.exp(best),
+            "best_at_train_seconds": seconds_per_eval * (losses.index(best) + 1)}
+
+
+@pytest.mark.parametrize("raced", [True, False])
+def test_levers_race_the_recipe_with_the_fused_loss_only_when_the_reference_ran(monkeypatch, raced):
+    # The children and the race arms are stood in for (they are tested above and in the quick run); what is
+    # checked here is which configs the levers race and how each is compared with the reference.
+    configs: dict[str, object] = {}
+
+    def race_arm(name, config, base_model, train, validation):
+        configs[name] = config
+        return _arm(name, [3.0, 2.0], 5.0), None
+
+    monkeypatch.setattr(bench, "in_child", lambda name, spec, timeout: {"error": "not run here"})
+    monkeypatch.setattr(bench, "race_arm", race_arm)
+    monkeypatch.setattr(bench, "_depth", lambda base_model: 4)
+    monkeypatch.setattr(bench, "padding", lambda texts, tokenizer, block: {"padding_share": 0.0})
+    data = bench.Data("x", 4, ["a"], ["b"], ["a"], ["b"], ["b"])
+    reference = _arm("reference", [3.0, 2.5, 2.0], 10.0) if raced else None
+    out = bench.levers(bench.BenchOptions(), data, None, 100.0, lambda line: None, reference)
+
+    fused = "the reference recipe with the fused loss"
+    assert (fused in out["race_arms"]) is raced
+    assert set(out["race_arms"]) - {fused} == {name for name, _ in bench.race_arms(4)}  # and every variant of the default
+    if raced:
+        recipe = configs[fused]
+        assert recipe.fused_loss and not bench.reference_config(8).fused_loss  # the race's own reference: transformers' loss
+        assert (recipe.method, recipe.learning_rate, recipe.epochs) == ("full", bench.REFERENCE_LR, 4.0)
+        assert out["race_arms"][fused]["ratio"] == pytest.approx(10.0 / 30.0)  # reaches 2.0 after 10 s vs the reference's 30 s
+        assert "the reference recipe with the fused loss" in markdown({"levers": out})
