@@ -987,17 +987,15 @@ def levers(
         }, options.child_timeout_s)
     # Whole runs of default variants on the race's posts: what reaches the reference's best perplexity, and when.
     out["race_arms"] = {}
+    evals = options.evals_per_epoch
+    variants = options.race_variants or race_arms(depth)
+    arms = [(name, f"default with {name}", replace(default_config(evals), **overrides)) for name, overrides in variants]
     if reference:
         # The recipe with this project's fused loss: how much of the race is the loss's and how much the settings'.
         name = "the reference recipe with the fused loss"
-        say(f"  lever: race arm, {name}")
-        arm, model = race_arm(name, replace(reference_config(options.evals_per_epoch), fused_loss=True), options.base_model,
-                              data.race_train, data.race_validation)
-        del model
-        out["race_arms"][name] = {**arm, **compare(reference, arm)}
-    for name, overrides in options.race_variants or race_arms(depth):
-        say(f"  lever: race arm, default with {name}")
-        config = replace(default_config(options.evals_per_epoch), **overrides)
+        arms.insert(0, (name, name, replace(reference_config(evals), fused_loss=True)))
+    for name, label, config in arms:
+        say(f"  lever: race arm, {label}")
         arm, model = race_arm(name, config, options.base_model, data.race_train, data.race_validation)
         del model
         out["race_arms"][name] = {**arm, **(compare(reference, arm) if reference else {})}

@@ -55,28 +55,25 @@ class NucleusSampler(LogitsProcessor):
         # Unnormalised probabilities (the likeliest word's is 1); a word outside the top k gets exactly 0.
         probs = (logits - peak).exp_()
         cumulative = probs.cumsum(-1)
-        total = cumulative[:, -1:]
         chosen = torch.empty(len(probs), dtype=torch.long, device=probs.device)
         rows = torch.arange(len(probs), device=probs.device)
         # With a small top-p most draws would miss the nucleus: sorting is cheaper than many rounds.
         for _ in range(self.tries if self.top_p >= 0.5 else 0):
             every = len(rows) == len(probs)  # the first round: no copy of the rows
-            p, cum, mass = (probs, cumulative, total) if every else (probs[rows], cumulative[rows], total[rows])
-            # Inverse-CDF draw over the whole row: one uniform number per row (torch.multinomial draws one per word).
-            u = torch.rand(mass.shape, device=p.device, dtype=mass.dtype) * mass
-            pick = torch.searchsorted(cum, u, right=True).clamp_(max=p.shape[-1] - 1)
+            p, cum = (probs, cumulative) if every else (probs[rows], cumulative[rows])
+            pick = _inverse_cdf(cum).clamp_(max=p.shape[-1] - 1)
             picked = p.gather(-1, pick)
             kept = picked[:, 0] > 0  # u rounded up to the row's total lands past the end: draw again
             if self.top_p < 1:
                 # In the nucleus: transformers drops a word when the words at most as likely as it hold <= 1 - top_p,
                 # i.e. keeps it when the more likely words hold < top_p (the likeliest word always stays).
                 above = torch.where(p > picked, p, 0.0).sum(-1, keepdim=True)
-                kept &= (above < self.top_p * mass)[:, 0]
+                kept &= (above < self.top_p * cum[:, -1:])[:, 0]
             chosen[rows[kept]] = pick[kept, 0]
             rows = rows[~kept]
             if not len(rows):
                 return chosen
-        chosen[rows] = self._sorted(probs[rows] / total[rows])
+        chosen[rows] = self._sorted(probs[rows] / cumulative[rows, -1:])
         return chosen
 
     def _sorted(self, probs: torch.Tensor) -> torch.Tensor:
@@ -86,8 +83,16 @@ class NucleusSampler(LogitsProcessor):
         # The nucleus, and every word tied with its last word (as the rejection rounds keep them).
         smallest = probs.masked_fill(before >= self.top_p, float("inf")).amin(-1, keepdim=True)
         probs = probs.masked_fill(probs < smallest, 0.0)
-        cumulative = probs.cumsum(-1)
-        u = torch.rand(cumulative.shape[:-1] + (1,), device=probs.device, dtype=cumulative.dtype) * cumulative[..., -1:]
         last = (probs > 0).sum(-1, keepdim=True) - 1  # the kept words come first
-        pick = torch.minimum(torch.searchsorted(cumulative, u, right=True), last)
+        pick = torch.minimum(_inverse_cdf(probs.cumsum(-1)), last)
         return index.gather(-1, pick).squeeze(-1)
+
+
+def _inverse_cdf(cumulative: torch.Tensor) -> torch.Tensor:
+    """One index per row, drawn with one uniform number (torch.multinomial draws one per word); [rows, 1].
+
+    A uniform number that rounds up to the row's total gives the index past the end: callers bound it.
+    """
+    mass = cumulative[:, -1:]
+    u = torch.rand(mass.shape, device=mass.device, dtype=mass.dtype) * mass
+    return torch.searchsorted(cumulative, u, right=True)
