@@ -29,6 +29,7 @@ from typing import Any, Literal
 import torch
 
 from . import atomic
+from .compiling import MIN_STEPS, Compile, compile_wanted, compiled
 from .dataset import Blocks, build_blocks, steps_per_epoch
 from .errors import HuggingTweetsError
 
@@ -71,6 +72,10 @@ class TrainConfig:
         default=True,
         metadata={"help": "on a CPU: output layer and loss in one pass (same loss, faster steps, see loss.py); False: transformers' own"},
     )
+    compile: Compile = field(
+        default="auto",
+        metadata={"help": f"torch.compile the transformer layers (needs a C++ compiler; ~1.3x faster steps after ~40 s, see compiling.py); auto: on a CPU for runs of {MIN_STEPS}+ steps"},
+    )
 
     def validate(self) -> None:
         for name in ("batch_size", "block_size", "lora_rank", "evals_per_epoch"):
@@ -84,6 +89,8 @@ class TrainConfig:
             raise HuggingTweetsError(f"LoRA layers must be positive, got {self.lora_layers}")
         if self.method not in ("auto", "lora", "full"):
             raise HuggingTweetsError(f"method must be lora, full or auto, got {self.method}")
+        if self.compile not in ("auto", "on", "off"):
+            raise HuggingTweetsError(f"compile must be auto, on or off, got {self.compile}")
 
     def resolved(self, device: str | None = None) -> TrainConfig:
         """A copy with every automatic choice made for `device` ("cpu" or "cuda")."""
@@ -137,7 +144,7 @@ class TrainResult:
 def run_fingerprint(config: TrainConfig, base: str, train_texts: list[str], validation_texts: list[str]) -> str:
     """Identifies a run: resuming is only allowed into checkpoints of the same data, base and settings."""
     digest = hashlib.sha256()
-    settings = {k: v for k, v in asdict(config).items() if k not in ("wandb", "save_minutes", "fused_loss")}
+    settings = {k: v for k, v in asdict(config).items() if k not in ("wandb", "save_minutes", "fused_loss", "compile")}
     digest.update(json.dumps([settings, base], sort_keys=True, default=str).encode())
     for text in (*train_texts, "\x00", *validation_texts):
         digest.update(text.encode())
@@ -193,6 +200,15 @@ def add_lora(model: Any, rank: int, top_layers: int | None = None) -> Any:
 def layer_count(config: Any) -> int:
     """How many transformer layers a model config describes (Llama-style or GPT-2-style names); 0 if neither."""
     return int(getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None) or 0)
+
+
+def layer_stack(model: Any) -> torch.nn.ModuleList:
+    """The model's list of transformer layers (the ModuleList as long as the configured depth)."""
+    depth = layer_count(model.config)
+    for module in model.modules():
+        if depth and isinstance(module, torch.nn.ModuleList) and len(module) == depth:
+            return module
+    raise HuggingTweetsError("cannot find the model's transformer layers")
 
 
 def _linear_names(model: Any) -> list[str]:
@@ -414,7 +430,12 @@ def train_model(
 
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)
-    output = trainer.train(resume_from_checkpoint=resume)
+    total_steps = config.max_steps if config.max_steps > 0 else math.ceil(float(config.epochs or 1) * per_epoch)
+    use_compile = compile_wanted(config.compile, total_steps, gpu)
+    if use_compile and config.compile == "auto" and not layer_count(model.config):
+        use_compile = False  # a model whose layers cannot be found trains as before
+    with compiled(layer_stack(model) if use_compile else []):
+        output = trainer.train(resume_from_checkpoint=resume)
     best = trainer.state.best_metric if checks else None
     model = trainer.model
     model.config.use_cache = True
@@ -434,5 +455,6 @@ def train_model(
             "truncated_posts": train_data.truncated_posts,
             "validation_posts": len(validation_texts),
             "steps_per_epoch": per_epoch,
+            "compiled": use_compile,
         },
     )

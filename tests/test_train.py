@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import math
 import threading
 from pathlib import Path
@@ -17,7 +18,7 @@ from huggingtweets.clean import CleanOptions
 from huggingtweets.corpus import Corpus, build_corpus
 from huggingtweets.dataset import build_blocks, markers
 from huggingtweets.errors import HuggingTweetsError
-from huggingtweets.train import TrainConfig, TrainingEvent, last_checkpoint
+from huggingtweets.train import TrainConfig, TrainingEvent, last_checkpoint, layer_stack
 
 
 def corpus_of(path: Path) -> Corpus:
@@ -179,7 +180,7 @@ def test_continue_training_an_existing_bot_on_new_posts(home, tiny_llama, tmp_pa
 @pytest.mark.parametrize(
     "bad, message",
     [(dict(epochs=0), "epochs"), (dict(learning_rate=-1.0), "learning rate"), (dict(batch_size=0), "batch size"), (dict(method="half"), "method"),
-     (dict(lora_layers=0), "LoRA layers")],
+     (dict(lora_layers=0), "LoRA layers"), (dict(compile="yes"), "compile")],
 )
 def test_bad_settings_are_refused(bad, message):
     with pytest.raises(HuggingTweetsError, match=message):
@@ -220,3 +221,41 @@ def test_long_intervals_also_checkpoint_on_time(home, tiny_llama, posts_file):
         Bot.train_corpus(corpus_of(posts_file), home / "bot", base_model=str(tiny_llama), config=fast(save_minutes=1e-9), listener=crash, show_progress=False)
     # Evaluation is every 13 steps here; the time rule saved after steps 1 and 2 (the crash came before step 3's save).
     assert last_checkpoint(home / ".bot.training").endswith("checkpoint-2")
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_compiled_layers_train_like_eager_ones_and_are_plain_afterwards(home, tiny_llama, posts_file, method):
+    from torch._dynamo.utils import counters
+
+    corpus = corpus_of(posts_file)
+    config = fast(method=method, epochs=1)
+    eager = Bot.train_corpus(corpus, home / "eager", base_model=str(tiny_llama), config=replace(config, compile="off"), show_progress=False)
+    graphs = counters["stats"]["unique_graphs"]
+    bot = Bot.train_corpus(corpus, home / "compiled", base_model=str(tiny_llama), config=replace(config, compile="on"), show_progress=False)
+    assert counters["stats"]["unique_graphs"] > graphs  # something was compiled
+    assert bot.metrics["data"]["compiled"] and not eager.metrics["data"]["compiled"]
+    # Same steps on the same batches: the same weights up to the fused kernels' float rounding.
+    for name, tensor in weights(bot).items():
+        torch.testing.assert_close(tensor, weights(eager)[name], rtol=1e-3, atol=1e-4)
+    # The layers are plain modules again (generation is not traced), and the saved bot is the trained one.
+    assert not any("forward" in vars(layer) for layer in layer_stack(bot.model))
+    assert [s.text for s in bot.generate(n=2, seed=1)] == [s.text for s in Bot.load(home / "compiled").generate(n=2, seed=1)]
+
+
+def test_compile_is_chosen_for_long_cpu_runs_and_refused_cleanly_without_a_compiler(monkeypatch):
+    from huggingtweets import compiling
+
+    def no_probe() -> str | None:
+        raise AssertionError("the compiler is probed only when compiling is wanted")
+
+    monkeypatch.setattr(compiling, "compiler_problem", no_probe)
+    assert not compiling.compile_wanted("auto", compiling.MIN_STEPS - 1, gpu=False)
+    assert not compiling.compile_wanted("auto", 10**6, gpu=True)
+    assert not compiling.compile_wanted("off", 10**6, gpu=False)
+    monkeypatch.setattr(compiling, "compiler_problem", lambda: None)
+    assert compiling.compile_wanted("auto", compiling.MIN_STEPS, gpu=False)
+    assert compiling.compile_wanted("on", 1, gpu=True)
+    monkeypatch.setattr(compiling, "compiler_problem", lambda: "InvalidCxxCompiler: no working C++ compiler found")
+    assert not compiling.compile_wanted("auto", 10**6, gpu=False)  # auto trains without it
+    with pytest.raises(HuggingTweetsError, match="C\\+\\+ compiler.*--compile off"):
+        compiling.compile_wanted("on", 10**6, gpu=False)
