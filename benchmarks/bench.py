@@ -1,7 +1,7 @@
 """Run the huggingtweets benchmark (the same as `huggingtweets bench`, plus the levers).
 
     .venv/bin/python benchmarks/bench.py --quick --json test-artifacts/bench-quick.json   # ~3 minutes
-    .venv/bin/python benchmarks/bench.py --json test-artifacts/bench.json                 # ~13 minutes
+    .venv/bin/python benchmarks/bench.py --json test-artifacts/bench.json                 # ~19 minutes
     .venv/bin/python benchmarks/bench.py --levers-only --json test-artifacts/levers.json  # ~30 minutes
 
 The markdown table goes to stdout, progress to stderr. See benchmarks/README.md for what each figure means.

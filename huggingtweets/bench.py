@@ -1,7 +1,7 @@
 """Benchmarks: speed, memory and quality on one set of posts, each figure next to its target (GitHub issue 5).
 
     huggingtweets bench --quick --json test-artifacts/bench-quick.json          # about 3 minutes on 2 cores
-    python benchmarks/bench.py --json test-artifacts/bench.json                 # about 17 minutes
+    python benchmarks/bench.py --json test-artifacts/bench.json                 # about 19 minutes
     python benchmarks/bench.py --levers-only --json test-artifacts/levers.json  # the levers, about 30 minutes
 
     from huggingtweets.bench import BenchOptions, markdown, run
@@ -16,7 +16,7 @@ What one run measures, all on the same posts (default: the real archive in ../sh
    full fine-tune and 4N + 2N_trainable for LoRA (forward 2N, gradients through the activations 2N, weight
    gradients only for the adapters). N counts every parameter once (tied embeddings once); every position of a
    batch counts as a token, padding included, since the model computes on it. The full run also times both with
-   compiled layers (`compile="on"`, what runs of 200+ steps use; compilation falls in an extra warm-up step).
+   compiled layers (`compile="on"`, what runs of 200+ steps use; compilation falls in two extra warm-up steps).
 3. `race`: the original HuggingTweets recipe (full fine-tune, lr 1.372e-4, cosine, no warm-up, 4 epochs, at our
    batch of 8 instead of its 1) against `TrainConfig().resolved("cpu")` on a deterministic subset of the posts:
    training seconds (evaluation and checkpoint writing excluded) until each reaches the reference's best held-out
@@ -271,7 +271,7 @@ def child_main(function: str, spec_path: str, out_path: str) -> None:
         import torch
 
         torch.set_num_threads(int(spec["threads"]))
-    workers = {"train_steps": train_steps, "generation": generation, "compile_speedup": compile_speedup, "loss_pairs": loss_pairs, "gpu_run": gpu_run}
+    workers = {"train_steps": train_steps, "generation": generation, "compile_speedup": compile_speedup, "step_pairs": step_pairs, "gpu_run": gpu_run}
     result = workers[function](spec)
     result["peak_rss_bytes"] = peak_rss_bytes()
     Path(out_path).write_text(json.dumps(result), encoding="utf-8")
@@ -667,41 +667,52 @@ def _loop_model(spec: dict[str, Any], lora_rank: int | None) -> tuple[Any, Any]:
     return model, build_blocks(list(spec["texts"]), tokenizer, int(spec["block_size"]))
 
 
-def loss_pairs(spec: dict[str, Any]) -> dict[str, Any]:
-    """Child: the fused loss against transformers' own, alternating step by step on one model and the same batches.
+def step_pairs(spec: dict[str, Any]) -> dict[str, Any]:
+    """Child: two ways of taking a training step, alternating step by step on one model and the same batches.
 
-    Separate runs of a few steps differ by more than the effect (±15% on this shared machine); alternating steps in
-    one process sees the same machine state for both. spec: base_model, texts, method, batch_size, block_size, pairs.
+    Separate runs of a few steps differ by more than the effects (±15% on this shared machine); alternating steps in
+    one process sees the same machine state for both. spec: base_model, texts, method, batch_size, block_size, pairs,
+    variant: "loss", the fused loss (new) against transformers' own (old); "compile", compiled layers (new, as
+    `train_model` compiles them) against eager ones (old), both with the fused loss. speedup = old / new step time.
     """
     import torch
 
+    from .compiling import compiled
     from .loss import causal_lm_loss
+    from .train import layer_stack
 
-    batch, pairs = int(spec["batch_size"]), int(spec["pairs"])
+    batch, pairs, variant = int(spec["batch_size"]), int(spec["pairs"]), spec.get("variant", "loss")
     model, blocks = _loop_model(spec, 16 if spec["method"] == "lora" else None)
     data = blocks[:]
     if len(data["input_ids"]) < batch:
         return {"error": f"need at least {batch} blocks"}
+    layers = list(layer_stack(model)) if variant == "compile" else []
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6, fused=True)
-    seconds: dict[str, list[float]] = {"fused": [], "transformers": []}
-    for i in range(2 * pairs + 2):  # the first pair warms up
-        kind = "fused" if i % 2 else "transformers"
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    warm = 3 if variant == "compile" else 1  # pairs before timing: compilation and its variants fall in the first steps
+    for i in range(2 * (pairs + warm)):
+        new = bool(i % 2)
         at = (i // 2 * batch) % max(1, len(data["input_ids"]) - batch + 1)  # both steps of a pair see the same batch
         inputs = {k: v[at : at + batch] for k, v in data.items()}
-        start = time.perf_counter()
-        loss = causal_lm_loss(model, inputs) if kind == "fused" else model(**inputs).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if i >= 2:
-            seconds[kind].append(time.perf_counter() - start)
-    fused, own = _median(seconds["fused"]), _median(seconds["transformers"])
-    return {"method": spec["method"], "batch_size": batch, "pairs": pairs, "fused_step_s": fused, "transformers_step_s": own,
-            "speedup": own / fused if fused and own else None}
+        with compiled(layers if new else []):
+            start = time.perf_counter()
+            loss = model(**inputs).loss if variant == "loss" and not new else causal_lm_loss(model, inputs)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if i >= 2 * warm:
+                seconds[new].append(time.perf_counter() - start)
+    fresh, old = _median(seconds[True]), _median(seconds[False])
+    return {"variant": variant, "method": spec["method"], "batch_size": batch, "pairs": pairs, "new_step_s": fresh, "old_step_s": old,
+            "speedup": old / fresh if fresh and old else None}
 
 
 def compile_speedup(spec: dict[str, Any]) -> dict[str, Any]:
-    """Child: LoRA training steps eager vs torch.compile (a plain loop: train_model has no compile switch)."""
+    """Child: LoRA training steps eager vs the whole model under torch.compile, in a plain loop.
+
+    Training compiles the layers only (compiling.py, timed in the `throughput` section); this shows what compiling
+    everything would add, and what it would cost in compile time.
+    """
     import torch
 
     batch, block, steps = int(spec["batch_size"]), int(spec["block_size"]), int(spec["steps"])
@@ -817,11 +828,11 @@ def run(options: BenchOptions, say: Say | None = None) -> dict[str, Any]:
         with runner.section("throughput") as section:
             arms = [("full", default_config(2, "full")), ("lora", default_config(2))]
             if not options.quick:
-                # A run of 200+ steps compiles its layers by default (compiling.py); one more warm-up step takes the
+                # A run of 200+ steps compiles its layers by default (compiling.py); two more warm-up steps take the
                 # compilation and its variants, so the timed steps are the steady state such a run trains at.
                 arms += [(f"{name}_compiled", replace(config, compile="on")) for name, config in arms]
             for name, config in arms:
-                warmup = options.warmup_steps + (config.compile == "on")
+                warmup = options.warmup_steps + 2 * (config.compile == "on")
                 say(f"  {name}: {warmup} warm-up + {options.throughput_steps} timed steps in a fresh process")
                 got = in_child("train_steps", {**spec, "texts": evenly(data.train, 256), "config": asdict(config), "warmup": warmup,
                                                "steps": options.throughput_steps}, timeout)
@@ -956,12 +967,13 @@ def levers(
         got["utilisation"] = utilisation(got, peak_gflops)
         out["training"][name] = got
     out["padding_by_block"] = {str(b): padding(data.train, tokenizer, b)["padding_share"] for b in (64, 128, 256)}
-    out["fused_loss"] = {}
-    for method, config, pairs in (("full", full, 6), ("lora", lora, 20)):
-        say(f"  lever: fused loss vs transformers' loss, {method}, {pairs} alternating pairs of steps")
-        out["fused_loss"][method] = in_child("loss_pairs", {
-            "base_model": options.base_model, "texts": data.race_train, "method": method, "batch_size": config.batch_size,
-            "block_size": config.block_size, "pairs": max(2, pairs * options.lever_steps // 6)}, options.child_timeout_s)
+    for variant, what in (("loss", "fused loss vs transformers' loss"), ("compile", "compiled layers vs eager")):
+        out[f"{variant}_pairs"] = {}
+        for method, config, pairs in (("full", full, 6), ("lora", lora, 20)):
+            say(f"  lever: {what}, {method}, {pairs} alternating pairs of steps")
+            out[f"{variant}_pairs"][method] = in_child("step_pairs", {
+                "base_model": options.base_model, "texts": data.race_train, "method": method, "batch_size": config.batch_size,
+                "block_size": config.block_size, "pairs": max(2, pairs * options.lever_steps // 6), "variant": variant}, options.child_timeout_s)
     say("  lever: torch.compile")
     out["compile"] = in_child("compile_speedup", {"base_model": options.base_model, "texts": evenly(data.train, 256), "batch_size": 8,
                                                    "block_size": TrainConfig().block_size, "steps": options.lever_steps}, 900)
@@ -1192,11 +1204,12 @@ def _lever_lines(report: dict[str, Any]) -> list[str]:
             lines.append(f"\ntorch.compile (LoRA r=16, plain loop): {_fmt(c['eager_tokens_per_s'])} tokens/s eager, {compiled}.")
         else:
             lines.append(f"\ntorch.compile: {c.get('error')}")
-        pairs = lev.get("fused_loss", {})
-        if pairs:
-            lines.append("Fused loss vs transformers' loss, median step in alternating pairs on one model: " + ", ".join(
-                f"{m} (batch {p['batch_size']}, {p['pairs']} pairs) {_fmt(p['transformers_step_s'])} → {_fmt(p['fused_step_s'])} s, {_fmt(p['speedup'])}x"
-                if "error" not in p else f"{m} error" for m, p in pairs.items()) + ".")
+        for key, what in (("loss_pairs", "Fused loss vs transformers' loss"), ("compile_pairs", "Compiled layers vs eager")):
+            pairs = lev.get(key, {})
+            if pairs:
+                lines.append(f"{what}, median step in alternating pairs on one model: " + ", ".join(
+                    f"{m} (batch {p['batch_size']}, {p['pairs']} pairs) {_fmt(p['old_step_s'])} → {_fmt(p['new_step_s'])} s, {_fmt(p['speedup'])}x"
+                    if "error" not in p else f"{m} error" for m, p in pairs.items()) + ".")
         gens = lev.get("generation", {})
         lines.append(f"Generation, batch {_get(report, 'options', 'generation_batch')} × 32 new tokens on the base model: " + ", ".join(
             f"{name} {_fmt(_get(g, 'batched', 'posts_per_s'))} posts/s" + (f" (perplexity {_fmt(g['perplexity'], 4)})" if g.get("perplexity") else "")

@@ -173,7 +173,7 @@ class Bot:
         result = train_model(
             model, tokenizer, train_texts, validation_texts, config, work_dir,
             base=str(base_spec), restart=restart, listener=listener, stop=stop, show_progress=show_progress,
-            run_name=corpus.name,
+            run_name=corpus.name, progress=progress,
         )
         bot_ppl = math.exp(result.best_eval_loss) if result.best_eval_loss is not None else math.nan
         checker = CopyChecker.from_texts(p.text for p in corpus.posts)

@@ -74,7 +74,7 @@ class TrainConfig:
     )
     compile: Compile = field(
         default="auto",
-        metadata={"help": f"torch.compile the transformer layers (needs a C++ compiler; ~1.3x faster steps after ~40 s, see compiling.py); auto: on a CPU for runs of {MIN_STEPS}+ steps"},
+        metadata={"help": f"torch.compile the transformer layers (needs a C++ compiler; 1.1-1.3x faster LoRA steps after 30-40 s, see compiling.py); auto: on a CPU for runs of {MIN_STEPS}+ steps"},
     )
 
     def validate(self) -> None:
@@ -351,6 +351,7 @@ def train_model(
     stop: threading.Event | None = None,
     show_progress: bool = True,
     run_name: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Fine-tune `model` on the texts. `config` should be `resolved()`; LoRA is added here unless present."""
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, default_data_collator
@@ -434,6 +435,8 @@ def train_model(
     use_compile = compile_wanted(config.compile, total_steps, gpu)
     if use_compile and config.compile == "auto" and not layer_count(model.config):
         use_compile = False  # a model whose layers cannot be found trains as before
+    if use_compile and progress:
+        progress("compiling the transformer layers first (torch.compile: ~30-40 s, less once cached; --compile off skips it)")
     with compiled(layer_stack(model) if use_compile else []):
         output = trainer.train(resume_from_checkpoint=resume)
     best = trainer.state.best_metric if checks else None

@@ -231,7 +231,10 @@ def test_compiled_layers_train_like_eager_ones_and_are_plain_afterwards(home, ti
     config = fast(method=method, epochs=1)
     eager = Bot.train_corpus(corpus, home / "eager", base_model=str(tiny_llama), config=replace(config, compile="off"), show_progress=False)
     graphs = counters["stats"]["unique_graphs"]
-    bot = Bot.train_corpus(corpus, home / "compiled", base_model=str(tiny_llama), config=replace(config, compile="on"), show_progress=False)
+    said: list[str] = []
+    bot = Bot.train_corpus(corpus, home / "compiled", base_model=str(tiny_llama), config=replace(config, compile="on"), show_progress=False,
+                           progress=said.append)
+    assert sum("compiling" in line for line in said) == 1  # the user knows why the first step takes longer
     assert counters["stats"]["unique_graphs"] > graphs  # something was compiled
     assert bot.metrics["data"]["compiled"] and not eager.metrics["data"]["compiled"]
     # Same steps on the same batches: the same weights up to the fused kernels' float rounding.
