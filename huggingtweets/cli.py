@@ -18,7 +18,7 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
-from typing import Any, NoReturn
+from typing import Any, NoReturn, get_args
 
 from .errors import HuggingTweetsError
 from .quiet import quiet_libraries
@@ -211,6 +211,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .compiling import Compile
     from .generate import GenerateOptions
     from .train import TrainConfig
 
@@ -235,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=TrainConfig.seed, help=_help(TrainConfig, "seed"))
     p.add_argument("--max-steps", type=_positive(int), default=None, help=_help(TrainConfig, "max_steps"))
     p.add_argument("--lora-rank", type=_positive(int), default=TrainConfig.lora_rank, help=_help(TrainConfig, "lora_rank"))
-    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto", help=_help(TrainConfig, "compile"))
+    p.add_argument("--compile", choices=get_args(Compile), default=TrainConfig.compile, help=_help(TrainConfig, "compile"))
     p.add_argument("--min-characters", type=int, default=6000, help="refuse to train on less text than this")
     p.add_argument("--restart", action="store_true", help="discard checkpoints of an interrupted run instead of resuming")
     p.add_argument("--wandb", action="store_true", help=_help(TrainConfig, "wandb"))

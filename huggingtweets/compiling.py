@@ -5,26 +5,28 @@
             trainer.train()
 
 Why only the layers: every layer of a model runs the same code, so one compilation (plus a few variants: the
-first layer's input needs no gradient under LoRA, evaluation runs without gradients) serves all of them. On
-2 cores that takes ~30-40 s the first time and seconds afterwards (inductor keeps its kernels on disk), where
-compiling the whole model took 146-199 s. The modules, their names and the state dict are untouched, so
-Trainer's checkpoints, resuming and `save_pretrained` work as without it, and leaving the block puts the
-plain forward back: the generation that follows training would otherwise be traced again at every new length.
+first layer's input needs no gradient under LoRA, blocks with and without padding take different attention paths,
+a short last batch) serves all of them; the whole model took 146-199 s to compile. Evaluation (no gradients) stays
+eager. The modules, their names and the state dict are untouched, so Trainer's checkpoints, resuming and
+`save_pretrained` work as without it, and leaving the block puts the plain forward back: the generation that follows
+training would otherwise be traced again at every new length.
 
-What it gives (benchmarks/README.md, 2 cores), mostly by fusing the small element-wise operations (norms,
-rotary embeddings, SiLU, residual adds) that eager mode runs one by one: LoRA steps 1.11x faster in alternating
-pairs on one model (twice) and 1.3x in separate runs; a full fine-tune, whose steps are mostly large matrix
-multiplies, 1.01-1.17x in pairs. A LoRA step takes ~2 s, so 30-40 s of compiling is repaid within ~200 steps;
-shorter runs stay eager.
+What it gives (benchmarks/README.md, 2 cores, the embedded model), mostly by fusing the small element-wise
+operations (norms, rotary embeddings, SiLU, residual adds) that eager mode runs one by one: LoRA steps 1.08-1.11x
+faster in a whole `train_model` run and in alternating pairs on one model (1.3x in some separate short runs); a
+full fine-tune, whose steps are mostly large matrix multiplies, 1.01-1.17x. The cost, in a real LoRA run with
+evaluations: ~55 s on first use (37 s in the first step, 21 s for a variant), ~10 s once inductor's on-disk cache
+has the kernels. At ~0.15-0.2 s saved per ~2 s step that is repaid after ~300-400 steps on first use, so "auto"
+compiles runs of `MIN_STEPS` or more.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -33,14 +35,17 @@ from .errors import HuggingTweetsError
 log = logging.getLogger(__name__)
 
 Compile = Literal["auto", "on", "off"]
-MIN_STEPS = 200  # "auto" compiles CPU runs at least this long: ~2x the steps that repay the compile time
+MIN_STEPS = 500  # "auto" compiles CPU runs at least this long (see the module docstring)
+# Architectures whose layers "auto" compiles: the ones tested compiled (SmolLM2 is a Llama). Others: --compile on.
+AUTO_MODELS = frozenset({"llama"})
 
 
 @functools.cache
 def compiler_problem() -> str | None:
     """Why torch.compile cannot work here (no C++ compiler, an old torch), in one line; None when it works.
 
-    Compiles and runs a two-operation function once, so a missing compiler shows before training starts.
+    Compiles and runs a two-operation function once, so a missing compiler shows before training starts. The
+    answer is kept for the life of the process (install a compiler, then restart the kernel or the command).
     """
     try:
         probe = torch.compile(lambda x: (x * 2).sin(), backend="inductor", fullgraph=True)
@@ -51,29 +56,41 @@ def compiler_problem() -> str | None:
     return None
 
 
-def compile_wanted(setting: Compile, steps: int, gpu: bool) -> bool:
-    """Whether to compile a run of `steps` optimizer steps. "on" without a working compiler is an error."""
+def compile_wanted(setting: Compile, steps: int, gpu: bool, model_type: str | None) -> bool:
+    """Whether to compile a run with `steps` optimizer steps to go. "on" without a working compiler is an error."""
     if setting not in ("auto", "on", "off"):
         raise HuggingTweetsError(f"compile must be auto, on or off, got {setting}")
-    if setting == "off" or (setting == "auto" and (gpu or steps < MIN_STEPS)):
+    if setting == "off" or (setting == "auto" and (gpu or steps < MIN_STEPS or model_type not in AUTO_MODELS)):
         return False
     problem = compiler_problem()
     if problem is None:
         return True
     if setting == "on":
-        raise HuggingTweetsError(f"torch.compile does not work here ({problem}): train with --compile off")
+        raise HuggingTweetsError(f"torch.compile does not work here ({problem}): train with compile off")
     log.info("training without torch.compile: %s", problem)
     return False
 
 
 @contextmanager
 def compiled(layers: Iterable[torch.nn.Module]) -> Iterator[None]:
-    """Each layer's forward compiled inside the block, the plain one after it."""
+    """Each layer's forward compiled inside the block while gradients are on; as it was, after it."""
     layers = list(layers)
-    for layer in layers:
-        layer.forward = torch.compile(layer.forward)  # an instance attribute that shadows the class's forward
+    before = [layer.__dict__.get("forward") for layer in layers]  # e.g. accelerate's hooks: put back as they were
     try:
+        for layer in layers:
+            layer.forward = _training_only(layer.forward, torch.compile(layer.forward))  # shadows the class's forward
         yield
     finally:
-        for layer in layers:
-            layer.__dict__.pop("forward", None)
+        for layer, forward in zip(layers, before):
+            if forward is None:
+                layer.__dict__.pop("forward", None)
+            else:
+                layer.forward = forward
+
+
+def _training_only(plain: Callable[..., Any], fast: Callable[..., Any]) -> Callable[..., Any]:
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        # Evaluation runs without gradients: compiling it would add graphs for a few calls per evaluation.
+        return (fast if torch.is_grad_enabled() else plain)(*args, **kwargs)
+
+    return forward

@@ -74,7 +74,7 @@ class TrainConfig:
     )
     compile: Compile = field(
         default="auto",
-        metadata={"help": f"torch.compile the transformer layers (needs a C++ compiler; 1.1-1.3x faster LoRA steps after 30-40 s, see compiling.py); auto: on a CPU for runs of {MIN_STEPS}+ steps"},
+        metadata={"help": f"torch.compile the transformer layers (needs a C++ compiler; ~1.1x faster LoRA steps after about a minute, see compiling.py); auto: CPU runs of {MIN_STEPS}+ steps of Llama-family models"},
     )
 
     def validate(self) -> None:
@@ -431,12 +431,11 @@ def train_model(
 
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)
-    total_steps = config.max_steps if config.max_steps > 0 else math.ceil(float(config.epochs or 1) * per_epoch)
-    use_compile = compile_wanted(config.compile, total_steps, gpu)
-    if use_compile and config.compile == "auto" and not layer_count(model.config):
-        use_compile = False  # a model whose layers cannot be found trains as before
+    planned = config.max_steps if config.max_steps > 0 else math.ceil(float(config.epochs or 1) * per_epoch)
+    done = int(resume.rsplit("-", 1)[1]) if resume else 0  # Trainer's checkpoint-N
+    use_compile = compile_wanted(config.compile, planned - done, gpu, getattr(model.config, "model_type", None))
     if use_compile and progress:
-        progress("compiling the transformer layers first (torch.compile: ~30-40 s, less once cached; --compile off skips it)")
+        progress("compiling the transformer layers first (torch.compile): the first steps take a minute or two longer")
     with compiled(layer_stack(model) if use_compile else []):
         output = trainer.train(resume_from_checkpoint=resume)
     best = trainer.state.best_metric if checks else None

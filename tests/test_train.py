@@ -224,41 +224,95 @@ def test_long_intervals_also_checkpoint_on_time(home, tiny_llama, posts_file):
 
 
 @pytest.mark.parametrize("method", ["full", "lora"])
-def test_compiled_layers_train_like_eager_ones_and_are_plain_afterwards(home, tiny_llama, posts_file, method):
+def test_compiled_layers_train_like_eager_ones_and_are_plain_afterwards(home, tiny_llama, posts_file, method, monkeypatch):
+    from contextlib import contextmanager
+
     from torch._dynamo.utils import counters
+
+    from huggingtweets import compiling, train
 
     corpus = corpus_of(posts_file)
     config = fast(method=method, epochs=1)
     eager = Bot.train_corpus(corpus, home / "eager", base_model=str(tiny_llama), config=replace(config, compile="off"), show_progress=False)
-    graphs = counters["stats"]["unique_graphs"]
+    assert compiling.compiler_problem() is None  # probed (and counted) before the snapshot below
+    captured = counters["stats"]["calls_captured"]
     said: list[str] = []
+    patched: list[bool] = []
+    given: list[torch.nn.Module] = []
+
+    @contextmanager
+    def spy(layers):  # the real `compiled`, remembering which layers it was given
+        given.extend(layers)
+        with compiling.compiled(given):
+            yield
+
+    def watch(event: TrainingEvent) -> None:
+        if event.kind == "step" and event.step == 2:  # mid-training: every layer runs the compiled forward
+            patched.append(bool(given) and all("forward" in vars(layer) for layer in given))
+
+    monkeypatch.setattr(train, "compiled", spy)
     bot = Bot.train_corpus(corpus, home / "compiled", base_model=str(tiny_llama), config=replace(config, compile="on"), show_progress=False,
-                           progress=said.append)
-    assert sum("compiling" in line for line in said) == 1  # the user knows why the first step takes longer
-    assert counters["stats"]["unique_graphs"] > graphs  # something was compiled
-    assert bot.metrics["data"]["compiled"] and not eager.metrics["data"]["compiled"]
+                           progress=said.append, listener=watch)
+    assert sum("compiling" in line for line in said) == 1  # the user knows why the first steps take longer
+    assert bot.metrics["data"]["compiled"] and not eager.metrics["data"]["compiled"] and patched == [True]
+    assert len(given) == bot.model.config.num_hidden_layers
+    assert counters["stats"]["calls_captured"] > captured  # dynamo traced the layers' operations
     # Same steps on the same batches: the same weights up to the fused kernels' float rounding.
     for name, tensor in weights(bot).items():
         torch.testing.assert_close(tensor, weights(eager)[name], rtol=1e-3, atol=1e-4)
     # The layers are plain modules again (generation is not traced), and the saved bot is the trained one.
-    assert not any("forward" in vars(layer) for layer in layer_stack(bot.model))
+    assert not any("forward" in vars(layer) for layer in (*given, *layer_stack(bot.model)))
     assert [s.text for s in bot.generate(n=2, seed=1)] == [s.text for s in Bot.load(home / "compiled").generate(n=2, seed=1)]
 
 
-def test_compile_is_chosen_for_long_cpu_runs_and_refused_cleanly_without_a_compiler(monkeypatch):
+def test_compile_is_chosen_for_long_cpu_runs_of_tested_models_and_refused_cleanly_without_a_compiler(monkeypatch):
     from huggingtweets import compiling
 
     def no_probe() -> str | None:
         raise AssertionError("the compiler is probed only when compiling is wanted")
 
     monkeypatch.setattr(compiling, "compiler_problem", no_probe)
-    assert not compiling.compile_wanted("auto", compiling.MIN_STEPS - 1, gpu=False)
-    assert not compiling.compile_wanted("auto", 10**6, gpu=True)
-    assert not compiling.compile_wanted("off", 10**6, gpu=False)
+    assert not compiling.compile_wanted("auto", compiling.MIN_STEPS - 1, False, "llama")
+    assert not compiling.compile_wanted("auto", 10**6, True, "llama")
+    assert not compiling.compile_wanted("auto", 10**6, False, "gpt2")  # not tested compiled: only with "on"
+    assert not compiling.compile_wanted("off", 10**6, False, "llama")
     monkeypatch.setattr(compiling, "compiler_problem", lambda: None)
-    assert compiling.compile_wanted("auto", compiling.MIN_STEPS, gpu=False)
-    assert compiling.compile_wanted("on", 1, gpu=True)
+    assert compiling.compile_wanted("auto", compiling.MIN_STEPS, False, "llama")
+    assert compiling.compile_wanted("on", 1, True, "gpt2")
     monkeypatch.setattr(compiling, "compiler_problem", lambda: "InvalidCxxCompiler: no working C++ compiler found")
-    assert not compiling.compile_wanted("auto", 10**6, gpu=False)  # auto trains without it
-    with pytest.raises(HuggingTweetsError, match="C\\+\\+ compiler.*--compile off"):
-        compiling.compile_wanted("on", 10**6, gpu=False)
+    assert not compiling.compile_wanted("auto", 10**6, False, "llama")  # auto trains without it
+    with pytest.raises(HuggingTweetsError, match="C\\+\\+ compiler.*compile off"):
+        compiling.compile_wanted("on", 10**6, False, "llama")
+
+
+def test_compile_choice_counts_the_steps_still_to_run(home, tiny_llama, posts_file, monkeypatch):
+    from huggingtweets import train
+
+    asked: list[tuple[str, int]] = []
+
+    def record(setting: str, steps: int, gpu: bool, model_type: str | None) -> bool:
+        asked.append((setting, steps))
+        return False
+
+    monkeypatch.setattr(train, "compile_wanted", record)
+    corpus = corpus_of(posts_file)
+    stop = threading.Event()
+    first = Bot.train_corpus(corpus, home / "b", base_model=str(tiny_llama), config=fast(epochs=2), stop=stop, listener=_stop_at(5, stop),
+                             show_progress=False)
+    per_epoch = first.metrics["data"]["steps_per_epoch"]
+    Bot.train_corpus(corpus, home / "b", base_model=str(tiny_llama), config=fast(epochs=2), show_progress=False)  # resumes at step 5
+    Bot.train_corpus(corpus, home / "c", base_model=str(tiny_llama), config=fast(max_steps=7), show_progress=False)
+    assert asked == [("auto", 2 * per_epoch), ("auto", 2 * per_epoch - 5), ("auto", 7)]
+
+
+def test_compiled_layers_are_restored_when_training_fails(tiny_llama):
+    from huggingtweets.compiling import compiled
+
+    model = models.load_model(str(tiny_llama))
+    layers = layer_stack(model)
+    hook = layers[0].forward
+    layers[0].forward = hook  # an instance forward that was there before (as accelerate's hooks are)
+    with pytest.raises(KeyboardInterrupt), compiled(layers):
+        assert all("forward" in vars(layer) for layer in layers) and layers[0].forward is not hook
+        raise KeyboardInterrupt
+    assert layers[0].forward is hook and not any("forward" in vars(layer) for layer in layers[1:])
