@@ -1,6 +1,6 @@
 """torch.compile for the transformer layers while training on a CPU.
 
-    if compile_wanted(config.compile, total_steps, gpu=False):
+    if compile_wanted(config.compile, steps_to_go, gpu=False, model_type=model.config.model_type):
         with compiled(layer_stack(model)):
             trainer.train()
 
@@ -26,7 +26,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -38,6 +38,12 @@ Compile = Literal["auto", "on", "off"]
 MIN_STEPS = 500  # "auto" compiles CPU runs at least this long (see the module docstring)
 # Architectures whose layers "auto" compiles: the ones tested compiled (SmolLM2 is a Llama). Others: --compile on.
 AUTO_MODELS = frozenset({"llama"})
+
+
+def check_setting(setting: str) -> None:
+    """A one-line error unless `setting` is one of the `Compile` values."""
+    if setting not in get_args(Compile):
+        raise HuggingTweetsError(f"compile must be auto, on or off, got {setting}")
 
 
 @functools.cache
@@ -58,8 +64,7 @@ def compiler_problem() -> str | None:
 
 def compile_wanted(setting: Compile, steps: int, gpu: bool, model_type: str | None) -> bool:
     """Whether to compile a run with `steps` optimizer steps to go. "on" without a working compiler is an error."""
-    if setting not in ("auto", "on", "off"):
-        raise HuggingTweetsError(f"compile must be auto, on or off, got {setting}")
+    check_setting(setting)
     if setting == "off" or (setting == "auto" and (gpu or steps < MIN_STEPS or model_type not in AUTO_MODELS)):
         return False
     problem = compiler_problem()

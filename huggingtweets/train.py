@@ -29,7 +29,7 @@ from typing import Any, Literal
 import torch
 
 from . import atomic
-from .compiling import MIN_STEPS, Compile, compile_wanted, compiled
+from .compiling import MIN_STEPS, Compile, check_setting, compile_wanted, compiled
 from .dataset import Blocks, build_blocks, steps_per_epoch
 from .errors import HuggingTweetsError
 
@@ -89,8 +89,7 @@ class TrainConfig:
             raise HuggingTweetsError(f"LoRA layers must be positive, got {self.lora_layers}")
         if self.method not in ("auto", "lora", "full"):
             raise HuggingTweetsError(f"method must be lora, full or auto, got {self.method}")
-        if self.compile not in ("auto", "on", "off"):
-            raise HuggingTweetsError(f"compile must be auto, on or off, got {self.compile}")
+        check_setting(self.compile)
 
     def resolved(self, device: str | None = None) -> TrainConfig:
         """A copy with every automatic choice made for `device` ("cpu" or "cuda")."""
