@@ -21,7 +21,8 @@ What one run measures, all on the same posts (default: the real archive in ../sh
    batch of 8 instead of its 1) against `TrainConfig().resolved("cpu")` on a deterministic subset of the posts:
    training seconds (evaluation and checkpoint writing excluded) until each reaches the reference's best held-out
    perplexity, and their ratio.
-4. `padding`: share of the trained positions that are padding.
+4. `padding`: share of the trained positions that are padding, and (the packing lever) the padding and positions per
+   epoch with one post per row instead.
 5. `generation`: posts/s at batch 1 and batched, and time to the first streamed text.
 6. `memory`: peak RSS (VmHWM) of full and LoRA training and of generation, each in a fresh Python process.
 7. `quality`: held-out perplexity of the base and of the bot (the race's default run) on the newest 10% of posts,
@@ -200,12 +201,14 @@ def load_data(options: BenchOptions) -> Data:
     )
 
 
-def padding(texts: list[str], tokenizer: Any, block_size: int = 128) -> dict[str, Any]:
-    """Share of the positions in the training blocks that are padding, two ways (they must agree)."""
-    from .dataset import IGNORE, build_blocks
+def padding(texts: list[str], tokenizer: Any, block_size: int = 128, batches: tuple[int, ...] = (2, 8)) -> dict[str, Any]:
+    """Share of the positions in the training blocks that are padding, two ways (they must agree), and what the
+    same posts would cost without packing (`without_packing`)."""
+    from .dataset import IGNORE, build_blocks, frame
 
     blocks = build_blocks(texts, tokenizer, block_size)
     positions = blocks.attention_mask.numel()
+    lengths = [min(len(frame(tokenizer, t)), block_size) for t in texts]  # build_blocks cuts posts at a block too
     return {
         "block_size": block_size,
         "posts": len(texts),
@@ -215,7 +218,31 @@ def padding(texts: list[str], tokenizer: Any, block_size: int = 128) -> dict[str
         "mask_zero_share": float((blocks.attention_mask == 0).sum()) / positions if positions else 0.0,
         # Start markers are context, not targets, so a little under 1 - padding is trained on.
         "labelled_share": float((blocks.labels != IGNORE).sum()) / positions if positions else 0.0,
+        "without_packing": unpacked(lengths, block_size, batches, positions),
     }
+
+
+def unpacked(lengths: list[int], block_size: int, batches: tuple[int, ...], packed_positions: int) -> dict[str, Any]:
+    """The packing lever: padding share and positions per epoch (compute: every position costs a forward and a
+    backward) with one post per row instead of whole posts packed into blocks.
+
+    Two common ways: every post padded to the block size, and posts padded to the longest post of their batch
+    (transformers' `DataCollatorWithPadding`), in a shuffled order (seed 0) as `Trainer` draws them.
+    """
+    import random
+
+    tokens = sum(lengths)
+
+    def layout(positions: int) -> dict[str, float]:
+        return {"positions": positions, "padding_share": 1 - tokens / positions if positions else 0.0,
+                "positions_vs_packed": positions / packed_positions if packed_positions else math.nan}
+
+    shuffled = random.Random(0).sample(lengths, len(lengths))
+    per_batch = {
+        str(b): layout(sum(max(chunk) * len(chunk) for chunk in (shuffled[i : i + b] for i in range(0, len(shuffled), b))))
+        for b in batches
+    }
+    return {"tokens": tokens, "one_post_per_block": layout(len(lengths) * block_size), "padded_per_batch": per_batch}
 
 
 # ---- fresh processes ---------------------------------------------------------------------------------------
@@ -1153,6 +1180,13 @@ def markdown(report: dict[str, Any]) -> str:
         row("race", "error", race["error"][:100])
     pad = _get(report, "padding", "all_posts") or {}
     row("padding", f"padding share of trained positions (block {pad.get('block_size')})", _pct(pad.get("padding_share")), *verdict("padding"))
+    loose = pad.get("without_packing") or {}
+    if loose:
+        block = loose["one_post_per_block"]
+        row("padding", "without packing: one post per block", f"{_pct(block['padding_share'])} ({_fmt(block['positions_vs_packed'])}x the positions)")
+        for b, got in loose["padded_per_batch"].items():
+            row("padding", f"without packing: padded to the longest post of a batch of {b}",
+                f"{_pct(got['padding_share'])} ({_fmt(got['positions_vs_packed'])}x the positions)")
     gen = report.get("generation", {})
     row("generation", "posts/s at batch 1", _fmt(_get(gen, "batch1", "posts_per_s")))
     row("generation", f"posts/s at batch {_get(gen, 'batched', 'batch_size')}", _fmt(_get(gen, "batched", "posts_per_s")), *verdict("generation_posts_per_s"))

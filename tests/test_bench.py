@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import huggingtweets.bench as bench
-from huggingtweets.bench import SECTIONS, BenchOptions, evenly, flops_per_token, markdown, targets
+from huggingtweets.bench import SECTIONS, BenchOptions, evenly, flops_per_token, markdown, targets, unpacked
 from huggingtweets.errors import HuggingTweetsError
 from huggingtweets.train import TrainConfig
 
@@ -63,6 +63,12 @@ def test_quick_bench_reports_every_section(home, tiny_llama, posts_file, tmp_pat
 
     pad = report["padding"]["all_posts"]
     assert 0 <= pad["padding_share"] < 1 and pad["padding_share"] == pytest.approx(pad["mask_zero_share"])
+    loose = pad["without_packing"]  # the packing lever: the same posts' tokens, one post per row
+    assert loose["tokens"] == round(pad["positions"] * (1 - pad["padding_share"]))
+    per_block = loose["one_post_per_block"]
+    assert per_block["positions"] == pad["posts"] * pad["block_size"] and per_block["padding_share"] >= pad["padding_share"]
+    for got in loose["padded_per_batch"].values():
+        assert loose["tokens"] <= got["positions"] <= per_block["positions"]
 
     gen = report["generation"]
     assert gen["batch1"]["posts_per_s"] > 0 and gen["batched"]["posts_per_s"] > 0
@@ -99,6 +105,15 @@ def test_helpers():
     assert all(t["passed"] is None for t in targets({"quick": True}))
     assert "| section |" in markdown({"targets": targets({}), "throughput": {}})
     assert "| section |" not in markdown({"levers": {"error": "x"}})  # --levers-only: no empty main table
+
+
+def test_unpacked_layouts_count_the_padding_each_would_train_on():
+    lengths = [10, 20, 30, 40]
+    got = unpacked(lengths, 64, (1, 4), packed_positions=128)
+    assert got["tokens"] == 100
+    assert got["one_post_per_block"] == {"positions": 256, "padding_share": 1 - 100 / 256, "positions_vs_packed": 2.0}
+    assert got["padded_per_batch"]["1"]["positions"] == 100 and got["padded_per_batch"]["1"]["padding_share"] == 0
+    assert got["padded_per_batch"]["4"]["positions"] == 160  # one batch: every post padded to the longest, 40
 
 
 def test_missing_default_data_is_a_clear_error(home, tiny_llama, monkeypatch, tmp_path):
