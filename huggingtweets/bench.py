@@ -479,22 +479,6 @@ def timed_checkpoints(spans: list[tuple[float, float]]) -> Iterator[None]:
         Trainer._save_checkpoint = original  # type: ignore[method-assign]
 
 
-def scratch_dir(need_bytes: float = 8 * GB) -> str | None:
-    """A RAM-backed folder for checkpoints nobody keeps, when the machine has one with room; else the default temp dir.
-
-    The reference arm writes a full checkpoint (weights and AdamW state, 1.6 GB) at every evaluation. Those seconds are
-    taken out of its training time, but on this machine's disk they add about a minute to the run; tmpfs takes a
-    quarter of that.
-    """
-    shm = Path("/dev/shm")
-    try:
-        usage = os.statvfs(shm)
-    except OSError:
-        return None
-    room = usage.f_bavail * usage.f_frsize
-    return str(shm) if os.access(shm, os.W_OK) and room >= need_bytes else None
-
-
 def race_arm(name: str, config: Any, base_model: str | None, train: list[str], validation: list[str]) -> tuple[dict[str, Any], Any]:
     """Train one arm with evaluations; return its timeline and the trained (best) model.
 
@@ -505,7 +489,7 @@ def race_arm(name: str, config: Any, base_model: str | None, train: list[str], v
 
     model, tokenizer = models.load_base(base_model)
     clock, saves = Clock(), []
-    with tempfile.TemporaryDirectory(prefix="huggingtweets-bench-", dir=scratch_dir()) as work, timed_checkpoints(saves):
+    with tempfile.TemporaryDirectory(prefix="huggingtweets-bench-") as work, timed_checkpoints(saves):
         result = train_model(model, tokenizer, train, validation, config, Path(work) / "run", listener=clock, show_progress=False)
     assert clock.start is not None
     pauses = [(clock.steps[e["step"]], e["at"]) for e in clock.evals] + saves

@@ -116,19 +116,6 @@ def test_unpacked_layouts_count_the_padding_each_would_train_on():
     assert got["padded_per_batch"]["4"]["positions"] == 160  # one batch: every post padded to the longest, 40
 
 
-def test_race_checkpoints_go_to_tmpfs_only_with_room(monkeypatch):
-    real = bench.os.statvfs
-    if Path("/dev/shm").is_dir():
-        free = real("/dev/shm").f_bavail * real("/dev/shm").f_frsize
-        assert bench.scratch_dir(need_bytes=0) == "/dev/shm"
-        assert bench.scratch_dir(need_bytes=free + 1) is None  # not enough room: the default temp dir
-
-    def missing(path):
-        raise FileNotFoundError(path)
-    monkeypatch.setattr(bench.os, "statvfs", missing)
-    assert bench.scratch_dir(need_bytes=0) is None  # no /dev/shm (macOS, Windows)
-
-
 def test_missing_default_data_is_a_clear_error(home, tiny_llama, monkeypatch, tmp_path):
     monkeypatch.setattr(bench, "DEFAULT_DATA", tmp_path / "nowhere")
     with pytest.raises(HuggingTweetsError, match="--data"):
