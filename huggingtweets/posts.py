@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -52,17 +52,23 @@ class Post:
         return cls(**kwargs)
 
 
-def parse_time(value: str) -> datetime | None:
-    """ISO 8601 (with `Z` or an offset) or X's `Thu Nov 03 08:50:26 +0000 2022`; None if neither."""
+def parse_time(value: object) -> datetime | None:
+    """ISO 8601 (with `Z` or an offset) or X's `Thu Nov 03 08:50:26 +0000 2022`; None if neither.
+
+    A time without an offset is taken as UTC, so that every parsed time can be compared with every other.
+    """
+    if not isinstance(value, str):
+        return None
     value = value.strip()
     for parse in (
         lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")),
         lambda v: datetime.strptime(v, "%a %b %d %H:%M:%S %z %Y"),
     ):
         try:
-            return parse(value)
+            parsed = parse(value)
         except ValueError:
             continue
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
     return None
 
 

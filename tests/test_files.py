@@ -386,3 +386,41 @@ def test_folder_that_is_not_an_archive(tmp_path: Path) -> None:
     (tmp_path / "stuff").mkdir()
     (tmp_path / "stuff" / "notes.txt").write_text("hi", encoding="utf-8")
     assert "not an extracted X archive" in error_of(tmp_path / "stuff")
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_damaged_zip_member_is_a_clear_error(tmp_path: Path, compression: int) -> None:
+    content = js("YTD.tweets.part0", [tweet(f"post number {i} about something", str(i)) for i in range(200)])
+    path = tmp_path / "archive.zip"
+    with zipfile.ZipFile(path, "w", compression=compression) as z:
+        z.writestr("data/tweets.js", content)
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("data/tweets.js")
+    # The member's data starts after its 30-byte local header, name and extra field; damage its middle.
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    raw[start + info.compress_size // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    message = error_of(path)
+    assert "tweets.js cannot be read" in message and "download the archive again" in message
+
+
+def test_archive_with_odd_shapes_still_reads_its_posts(tmp_path: Path) -> None:
+    # Hand-edited or future archives: objects where strings were, strings where objects were, times without zones.
+    members = {
+        "data/manifest.js": js("__THAR_CONFIG", {"userInfo": "someone", "dataTypes": ["tweets"]}),
+        "data/account.js": js("YTD.account.part0", [{"account": "someone"}]),
+        "data/tweets.js": js("YTD.tweets.part0", [tweet("a long post that was cut sh…", "1"), tweet("hello there", "2", created="2022-11-04T10:00:00")]),
+        "data/note-tweet.js": js(
+            "YTD.note_tweet.part0",
+            [
+                {"noteTweet": {"createdAt": 12, "core": "text"}},
+                {"noteTweet": {"createdAt": "2022-11-03T08:50:27", "core": {"text": "a long post that was cut short, in full"}}},
+                "not an object",
+            ],
+        ),
+    }
+    posts = {p.id: p for p in load_file(write_zip(tmp_path / "odd.zip", members))}
+    assert posts["1"].text == "a long post that was cut short, in full"  # a zoneless time is UTC, comparable
+    assert posts["2"].created_at is not None and posts["2"].created_at.tzinfo is not None
+    assert sorted(posts) == ["1", "2"] and all(p.author == "" for p in posts.values())

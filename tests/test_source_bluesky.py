@@ -187,3 +187,14 @@ def test_server_errors_are_retried_then_given_up(route, clock):
     with pytest.raises(HuggingTweetsError, match="502"):
         fetch(FetchOptions(refresh=True))
     assert clock == [2, 4, 8]
+
+
+def test_a_dropped_connection_is_retried_then_one_line(route, clock):
+    # atproto wraps timeouts and connection failures, but passes other transport errors through as httpx's own.
+    route.side_effect = [httpx.RemoteProtocolError("peer closed connection"), feed([item(1)])]
+    assert len(fetch()) == 1 and clock == [2]
+    clock.clear()
+    route.side_effect = httpx.RemoteProtocolError("peer closed connection")
+    with pytest.raises(HuggingTweetsError, match=r"Bluesky kept failing \(network error, 4 tries\)") as e:
+        fetch(FetchOptions(refresh=True))
+    assert clock == [2, 4, 8] and "\n" not in str(e.value)

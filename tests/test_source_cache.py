@@ -157,6 +157,18 @@ def test_a_cache_without_replies_is_refetched_when_replies_are_wanted(home):
     assert service.spans == [Span(None, "0003")]
 
 
+def test_starting_over_leaves_the_old_cache_until_done_and_keeps_posts_out_of_reach(home):
+    run(Service([post(n) for n in range(1, 7)]))  # six posts, fetched without replies
+    # Replies wanted now: everything is fetched again. The service reaches back to post 3 only (X stops at 3,200).
+    reachable = [post(n) for n in range(3, 7)] + [post(7, reply=True)]
+    with pytest.raises(HuggingTweetsError, match="as it was"):
+        run(Service(reachable, fail_on_page=1), FetchOptions(include_replies=True))
+    assert cached_ids(home) == ["0006", "0005", "0004", "0003", "0002", "0001"]  # a failed start-over loses nothing
+    posts = run(Service(reachable), FetchOptions(include_replies=True))
+    assert [p.id for p in posts] == ["0007", "0006", "0005", "0004", "0003", "0002", "0001"]
+    assert cached_ids(home) == [p.id for p in posts] and posts[0].is_reply
+
+
 def test_offline_reads_the_cache_and_filters_it(home):
     run(Service([post(1), post(2, reply=True)]), FetchOptions(include_replies=True))
     service = Service([])

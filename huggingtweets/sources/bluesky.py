@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, TypeVar
 
+import httpx
 from atproto import Client
 from atproto.exceptions import (
     AtProtocolError,
@@ -41,6 +42,8 @@ def _classify(e: Exception) -> Retry | None:
         return Retry("rate limit", rate_limited=True, wait=reset.timestamp() - remote._now() if reset else None)
     if isinstance(e, NetworkError):  # connection trouble, timeouts and HTTP 502
         return Retry(f"HTTP {e.response.status_code}" if e.response else "network error")
+    if isinstance(e, httpx.TransportError):  # what atproto passes through unwrapped: a dropped connection, a proxy
+        return Retry("network error")
     if isinstance(e, RequestException) and e.response is not None and e.response.status_code >= 500:
         return Retry(f"HTTP {e.response.status_code}")
     return None
@@ -76,6 +79,8 @@ class BlueskyFetcher:
             return with_retries(call, _classify, service="Bluesky", options=self.options, say=self.say)
         except AtProtocolError as e:
             raise HuggingTweetsError(_explain(e, self.handle)) from None
+        except httpx.HTTPError as e:
+            raise HuggingTweetsError(f"could not reach Bluesky ({type(e).__name__}): check the internet connection and try again") from None
 
     @staticmethod
     def _post(item: Any) -> Post:

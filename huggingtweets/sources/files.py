@@ -13,7 +13,8 @@ import io
 import json
 import re
 import zipfile
-from datetime import datetime, timedelta, timezone
+import zlib
+from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -60,7 +61,14 @@ class _Archive:
     def read(self, name: str) -> bytes | None:
         if self.zip is not None:
             member = self.root + name
-            return self.zip.read(member) if member in self.names else None
+            if member not in self.names:
+                return None
+            try:
+                return self.zip.read(member)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as e:
+                # A damaged member (bad CRC, cut short), an encrypted one, or a compression zipfile lacks.
+                reason = " ".join(str(e).split()) or type(e).__name__
+                raise HuggingTweetsError(f"{self.path}: {member} cannot be read ({reason}): download the archive again") from None
         for candidate in (self.path / name, self.path / PurePosixPath(name).name):
             if candidate.is_file():
                 return candidate.read_bytes()
@@ -84,9 +92,18 @@ def parse_js(raw: bytes, name: str) -> Any:
         ) from None
 
 
+def _dig(data: Any, *keys: str) -> Any:
+    """`data[k1][k2]...`, or None where a level is missing or not an object (archives are edited by hand)."""
+    for key in keys:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
+
 def _manifest_files(manifest: dict[str, Any], data_type: str) -> list[str]:
-    files = manifest.get("dataTypes", {}).get(data_type, {}).get("files", [])
-    return [f["fileName"] for f in files if isinstance(f, dict) and f.get("fileName")]
+    files = _dig(manifest, "dataTypes", data_type, "files")
+    if not isinstance(files, list):
+        return []
+    return [f["fileName"] for f in files if isinstance(f, dict) and isinstance(f.get("fileName"), str) and f["fileName"]]
 
 
 def _archive_post(entry: dict[str, Any], author: str) -> Post | None:
@@ -120,8 +137,8 @@ def _apply_note_tweets(posts: list[Post], notes: list[dict[str, Any]]) -> list[P
     full_texts = []
     for entry in notes:
         note = entry.get("noteTweet", entry) if isinstance(entry, dict) else {}
-        text = (note.get("core") or {}).get("text")
-        when = parse_time(note.get("createdAt") or "")
+        text = _dig(note, "core", "text")
+        when = parse_time(_dig(note, "createdAt"))
         if isinstance(text, str) and when:
             full_texts.append((when, text))
     if not full_texts:
@@ -144,13 +161,14 @@ def load_x_archive(path: Path) -> list[Post]:
     manifest = parse_js(manifest_raw, "manifest.js") if manifest_raw else {}
     if not isinstance(manifest, dict):
         manifest = {}
-    author = manifest.get("userInfo", {}).get("userName", "") if manifest else ""
+    author = _dig(manifest, "userInfo", "userName")
+    author = author if isinstance(author, str) else ""
     if not author:
         account_raw = archive.read("data/account.js")
         if account_raw:
             accounts = parse_js(account_raw, "account.js")
-            if isinstance(accounts, list) and accounts and isinstance(accounts[0], dict):
-                author = accounts[0].get("account", {}).get("username", "")
+            username = _dig(accounts[0], "account", "username") if isinstance(accounts, list) and accounts else None
+            author = username if isinstance(username, str) else ""
 
     # Large archives split posts over several files: the manifest lists them all.
     names = _manifest_files(manifest, "tweets") or _manifest_files(manifest, "tweet")
@@ -213,10 +231,7 @@ def _flag(value: Any) -> bool:
 
 def _record_time(value: Any) -> datetime | None:
     """A date column; one without a UTC offset is taken as UTC, so posts from all sources sort together."""
-    when = parse_time(str(value)) if value else None
-    if when is not None and when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when
+    return parse_time(str(value)) if value else None
 
 
 def _record_post(record: dict[str, Any], source: str) -> Post:

@@ -293,6 +293,15 @@ def _start(cached: cache.Cached | None, options: FetchOptions, label: str, say: 
     return cached
 
 
+def _older_than(posts: list[Post], newer: list[Post]) -> list[Post]:
+    """The `posts` older than every post in `newer` (newest first; posts without a time cannot be placed)."""
+    times = [p.created_at for p in newer if p.created_at]
+    if not times:
+        return [] if newer else posts
+    oldest = min(times)
+    return [p for p in posts if p.created_at and p.created_at < oldest]
+
+
 def _unseen(posts: list[Post], known: dict[str, Post], floor: Post | None) -> list[Post]:
     """The posts of a page before the first one the cache has: known by id, or older than `floor` (the cached post
     a stretch ends at) when that one has been deleted since and never shows up."""
@@ -321,10 +330,14 @@ def fetch_cached(service: str, account: str, fetcher: Fetcher, options: FetchOpt
 
     limit = min(options.limit, fetcher.max_posts)
     state = _start(cached, options, fetcher.label, say)
+    # Starting over (refresh, or replies wanted now): the old cache stays on disk, untouched, until the new fetch is
+    # done, and then keeps the posts older than anything the new one reached (past X's 3,200, say).
+    previous = cached.posts if cached is not None and state is not cached else []
 
-    def save() -> None:
-        # Never replace a cache with nothing unless the account really has no posts: starting over
-        # (refresh) and failing at the first request must leave the old cache as it was.
+    def save(final: bool = False) -> None:
+        if previous and not final:
+            return
+        # Never replace a cache with nothing unless the account really has no posts.
         if cached is None or state.posts or not state.pending:
             cache.write(service, account, state)
 
@@ -358,16 +371,22 @@ def fetch_cached(service: str, account: str, fetcher: Fetcher, options: FetchOpt
             else:
                 state.pending.pop(0)  # the pages ran out without saying so: the stretch is done
     except HuggingTweetsError as e:
+        if previous:
+            raise HuggingTweetsError(f"{e} (the cache in {path} is as it was; run again to fetch everything again)") from None
         if new:
             raise HuggingTweetsError(
                 f"{e} (kept the {new} new posts fetched before that in {path}; run again to carry on)"
             ) from None
         raise
     except KeyboardInterrupt:
-        say(f"{fetcher.label}: interrupted; kept {new} new posts in {path}, run again to carry on")
+        kept = "the cache is as it was" if previous else f"kept {new} new posts in {path}, run again to carry on"
+        say(f"{fetcher.label}: interrupted; {kept}")
         raise
     finally:
         save()
+    if previous:
+        state.posts += _older_than(previous, state.posts)
+        save(final=True)
     posts = _wanted(state.posts, options)[: options.limit]
     say(f"{fetcher.label}: {len(posts)} posts ({new} new)")
     return posts

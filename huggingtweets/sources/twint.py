@@ -34,9 +34,8 @@ def _when(row: sqlite3.Row, columns: set[str]) -> datetime | None:
     zone = str(row["timezone"] or "") if "timezone" in columns else ""
     text = f"{row['date']}T{row['time'] if 'time' in columns and row['time'] else '00:00:00'}"
     offset = f"{zone[:3]}:{zone[3:]}" if re.fullmatch(r"[+-]\d{4}", zone) else ""  # +0200 -> +02:00 (Python 3.10)
-    when = parse_time(text + offset)
-    # Named zones ("CET") cannot be told apart reliably; Twint wrote UTC unless told otherwise.
-    return when.replace(tzinfo=timezone.utc) if when and when.tzinfo is None else when
+    # Named zones ("CET") cannot be told apart reliably; Twint wrote UTC unless told otherwise (parse_time's default).
+    return parse_time(text + offset)
 
 
 def load_twint(path: str, user: str | None = None, *, say: Progress) -> list[Post]:
