@@ -23,7 +23,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 import traceback
@@ -36,7 +35,7 @@ from typing import Any
 from traitlets import Any as AnyTrait
 from traitlets import Bool, Enum, Float, HasTraits, Int, List, Unicode, default, dlink
 
-from .. import paths
+from .. import atomic, paths
 from ..errors import HuggingTweetsError
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
@@ -192,7 +191,7 @@ class DataStep(Step):
         folder.mkdir(parents=True, exist_ok=True)
         if target.resolve().parent != folder.resolve():  # safe_filename makes this impossible; be sure anyway
             raise HuggingTweetsError(f"{shown}: not a usable file name")
-        _write_bytes(target, content)
+        atomic.write_bytes(target, content)
         if str(target) not in self.uploads:
             self.uploads = [*self.uploads, str(target)]
         self.status = f"uploaded {target.name} ({len(content) / 1024:,.0f} kB): press Fetch to read it"
@@ -232,20 +231,6 @@ class DataStep(Step):
 
     def _progress(self, message: str) -> None:
         self.status = self.hide(message)
-
-
-def _write_bytes(target: Path, content: bytes) -> None:
-    """Write a file whole or not at all (a temporary file renamed into place)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-        os.replace(tmp, target)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------------------------------------------- 2. train
