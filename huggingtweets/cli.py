@@ -13,17 +13,22 @@ Problems with the input print one line on stderr and exit with status 2; nothing
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, NoReturn, get_args
 
 from .errors import HuggingTweetsError
 from .quiet import quiet_libraries
 
 EXIT_USAGE = 2
+EXIT_OS = 1
+EXIT_PIPE = 141  # as a shell reports a process ended by SIGPIPE
 
 
 class Parser(argparse.ArgumentParser):
@@ -111,7 +116,7 @@ def cmd_fetch(a: argparse.Namespace) -> int:
 
 def cmd_train(a: argparse.Namespace) -> int:
     from . import models
-    from .bot import Bot, is_bot_folder
+    from .bot import Bot, check_replaceable, is_bot_folder
     from .corpus import build_corpus
     from .train import TrainConfig
 
@@ -122,6 +127,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     config.validate()
     if not (a.base_model and is_bot_folder(a.base_model)):
         models.check_available(a.base_model)  # before fetching anything: an unreachable model is found in seconds
+    if a.out:
+        check_replaceable(Path(a.out).expanduser())  # and a folder it must not replace
     corpus = build_corpus(a.sources, _clean_options(a), _fetch_options(a), _say, a.min_characters)
     _say(corpus.table())
     if corpus.warning:
@@ -171,7 +178,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from .evaluate import perplexity
 
     bot = Bot.load(a.bot)
-    options = CleanOptions(**bot.info.get("clean", {}))
+    options = CleanOptions.from_dict(bot.info.get("clean"))
     corpus = build_corpus(a.sources, options, None, _say, min_characters=1, validation_share=0.0)
     texts = [p.text for p in corpus.posts]
     block = int(bot.info.get("config", {}).get("block_size", 128))
@@ -286,6 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_os_error(error: OSError) -> str:
+    """One line for an OSError: what failed and where, without the errno noise."""
+    reason = " ".join((error.strerror or str(error) or type(error).__name__).split())
+    if isinstance(error, (FileExistsError, NotADirectoryError)):
+        reason = "a file is in the way of a folder there"  # making folders under a file: `--out notes.txt/bot`
+    where = error.filename if error.filename is not None else ""
+    return f"{where}: {reason}" if where else reason
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_libraries(all_warnings=True)
     args = build_parser().parse_args(argv)
@@ -297,6 +313,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("huggingtweets: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `huggingtweets fetch X | head`: the reader has what it wanted. Point stdout at nothing so that the
+        # interpreter's final flush does not fail again on the closed pipe.
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE
+    except OSError as e:
+        # The machine rather than the input: a full disk, a read-only folder, a file that cannot be read.
+        print(f"huggingtweets: error: {describe_os_error(e)}", file=sys.stderr)
+        return EXIT_OS
 
 
 if __name__ == "__main__":

@@ -122,9 +122,11 @@ def _from_pretrained(loader: Any, base: str | None, **kwargs: Any) -> Any:
     if check_available(base):
         kwargs["local_files_only"] = True  # a model already in the hub cache still loads offline
     source = resolve(base)
+    import httpx  # the hub client's transport: its connection errors come through once its retries are spent
+
     try:
         return loader.from_pretrained(source, **kwargs)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, httpx.HTTPError) as e:
         raise _unreachable(base, e) from None
 
 

@@ -40,6 +40,7 @@ Method = Literal["auto", "lora", "full"]
 # The CPU default, LoRA at batch 2 (see benchmarks/README.md): 2e-3 reached the HuggingTweets recipe's best held-out
 # perplexity soonest and stayed stable; 4e-3 was as fast but its validation loss jumped between evaluations.
 LORA_LR = 2e-3
+POSTS = "posts.json"  # in a run's checkpoint folder: the texts it trains on, so an interrupted run can resume on them
 
 
 @dataclass
@@ -151,11 +152,47 @@ def run_fingerprint(config: TrainConfig, base: str, train_texts: list[str], vali
     return digest.hexdigest()[:16]
 
 
-def prepare_work_dir(work_dir: Path, fingerprint: str, restart: bool) -> str | None:
-    """Make `work_dir` ready; return the checkpoint to resume from, if this exact run was interrupted before."""
+def _read_json(path: Path) -> Any:
+    """A run's own small file, or None when it is missing or damaged (a crash mid-write on a filesystem without
+    atomic rename, a hand edit): the run is then treated as unknown, not as a traceback."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def interrupted_run_posts(
+    work_dir: Path, config: TrainConfig, base: str, train_texts: list[str], validation_texts: list[str]
+) -> tuple[list[str], list[str]] | None:
+    """The posts an interrupted run with these settings started with, when only newer posts came since.
+
+    Fetching an account again before resuming brings its newest posts, which changes the data and so the run.
+    Resuming on the posts the run started with keeps its checkpoints usable; `--restart` trains on everything.
+    Returns None when there is nothing to resume this way (no checkpoint, other settings, or posts gone or edited).
+    """
+    run = _read_json(work_dir / "run.json")
+    kept = _read_json(work_dir / POSTS)
+    if not (isinstance(run, dict) and isinstance(kept, dict) and last_checkpoint(work_dir)):
+        return None
+    old_train, old_validation = kept.get("train"), kept.get("validation")
+    if not (isinstance(old_train, list) and isinstance(old_validation, list)):
+        return None
+    if run.get("fingerprint") != run_fingerprint(config, base, old_train, old_validation):
+        return None  # other settings or base model
+    if not set(old_train) | set(old_validation) <= set(train_texts) | set(validation_texts):
+        return None  # posts were removed or cleaned differently: not the same run with newer posts
+    return old_train, old_validation
+
+
+def prepare_work_dir(work_dir: Path, fingerprint: str, restart: bool, posts: dict[str, list[str]] | None = None) -> str | None:
+    """Make `work_dir` ready; return the checkpoint to resume from, if this exact run was interrupted before.
+
+    `posts` (train and validation texts) are kept beside the checkpoints, for `interrupted_run_posts`.
+    """
     marker = work_dir / "run.json"
     if work_dir.exists():
-        previous = json.loads(marker.read_text()).get("fingerprint") if marker.is_file() else None
+        run = _read_json(marker)
+        previous = run.get("fingerprint") if isinstance(run, dict) else None
         if previous != fingerprint:
             if not restart:
                 raise HuggingTweetsError(
@@ -166,14 +203,16 @@ def prepare_work_dir(work_dir: Path, fingerprint: str, restart: bool) -> str | N
         elif restart:
             shutil.rmtree(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    if posts is not None and not (work_dir / POSTS).is_file():
+        atomic.write_json(work_dir / POSTS, posts)
     atomic.write_json(marker, {"fingerprint": fingerprint})
     return last_checkpoint(work_dir)
 
 
 def last_checkpoint(work_dir: Path) -> str | None:
     """The newest complete checkpoint (Trainer writes `trainer_state.json` last)."""
-    done = [p for p in work_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return str(max(done, key=lambda p: int(p.name.split("-")[1]))) if done else None
+    done = [p for p in work_dir.glob("checkpoint-*") if p.name[11:].isdigit() and (p / "trainer_state.json").is_file()]
+    return str(max(done, key=lambda p: int(p.name[11:]))) if done else None
 
 
 def add_lora(model: Any, rank: int, top_layers: int | None = None) -> Any:
@@ -336,6 +375,15 @@ def _wandb_environment() -> None:
     os.environ.setdefault("WANDB_PROJECT", "huggingtweets")
 
 
+def _finish_wandb() -> None:
+    """End the W&B run Trainer started: it leaves it open, and the next training in this process (the app's second
+    bot) would otherwise log into it."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
+
+
 def train_model(
     model: Any,
     tokenizer: Any,
@@ -365,7 +413,7 @@ def train_model(
         raise HuggingTweetsError("no training text: give more posts")
 
     fingerprint = run_fingerprint(config, base, train_texts, validation_texts)
-    resume = prepare_work_dir(work_dir, fingerprint, restart)
+    resume = prepare_work_dir(work_dir, fingerprint, restart, {"train": train_texts, "validation": validation_texts})
     if resume:
         log.info("resuming from %s", resume)
 
@@ -435,8 +483,12 @@ def train_model(
     use_compile = compile_wanted(config.compile, planned - done, gpu, getattr(model.config, "model_type", None))
     if use_compile and progress:
         progress("compiling the transformer layers first (torch.compile): the first steps take a minute or two longer")
-    with compiled(layer_stack(model) if use_compile else []):
-        output = trainer.train(resume_from_checkpoint=resume)
+    try:
+        with compiled(layer_stack(model) if use_compile else []):
+            output = trainer.train(resume_from_checkpoint=resume)
+    finally:
+        if config.wandb:
+            _finish_wandb()
     best = trainer.state.best_metric if checks else None
     model = trainer.model
     model.config.use_cache = True

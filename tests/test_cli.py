@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -103,9 +104,47 @@ def test_missing_and_corrupt_bot_folders(capsys, tmp_path, home):
 
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "huggingtweets.json").write_text("{ half")
-    code, _, err = run(capsys, "generate", str(broken))
-    assert_one_line_error(code, err, "corrupt")
+    for damaged in ("{ half", "[1, 2]"):
+        (broken / "huggingtweets.json").write_text(damaged)
+        code, _, err = run(capsys, "generate", str(broken))
+        assert_one_line_error(code, err, "corrupt")
+
+
+def test_out_never_replaces_a_folder_that_is_not_a_bot(capsys, home, files, tiny_llama, tmp_path):
+    documents = tmp_path / "Documents"
+    documents.mkdir()
+    (documents / "thesis.txt").write_text("years of work")
+    code, _, err = run(capsys, "train", str(files["enough.txt"]), "--base-model", str(tiny_llama), "--out", str(documents))
+    assert_one_line_error(code, err, "Documents", "other files")
+    assert (documents / "thesis.txt").read_text() == "years of work" and not (tmp_path / ".Documents.training").exists()
+
+    code, _, err = run(capsys, "train", str(files["enough.txt"]), "--base-model", str(tiny_llama), "--out", str(documents / "thesis.txt"))
+    assert_one_line_error(code, err, "thesis.txt", "is a file")
+    assert (documents / "thesis.txt").read_text() == "years of work"
+
+
+def test_disk_errors_are_one_line(capsys, archive_zip, files, tiny_llama, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, _, err = run(capsys, "fetch", str(archive_zip), "--out", str(blocker / "posts.jsonl"))
+    assert code == 1 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == f"huggingtweets: error: {blocker}: a file is in the way of a folder there"
+    # Training fails before it starts, not after: its checkpoint folder cannot be made there either.
+    code, _, err = run(capsys, "train", str(files["enough.txt"]), "--base-model", str(tiny_llama), "--out", str(blocker / "bot"))
+    last = err.strip().splitlines()[-1]
+    assert code == 1 and "Traceback" not in err and last.startswith("huggingtweets: error:") and "a-file" in last, err
+    assert "training (" not in err  # it never started
+
+
+def test_a_closed_pipe_ends_quietly(archive_zip):
+    # `huggingtweets fetch archive.zip | head -1`
+    proc = subprocess.Popen([sys.executable, "-m", "huggingtweets", "fetch", str(archive_zip)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    first = json.loads(proc.stdout.readline())
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141 and first["text"]
+    assert "Traceback" not in err and "Broken pipe" not in err and "Exception ignored" not in err, err
 
 
 def test_unreachable_hub_id_fails_fast_with_advice(capsys, home, files, tmp_path, monkeypatch):
@@ -113,6 +152,24 @@ def test_unreachable_hub_id_fails_fast_with_advice(capsys, home, files, tmp_path
     code, _, err = run(capsys, "train", str(files["enough.txt"]), "--base-model", "someone/no-such-model", "--out", str(tmp_path / "bot"))
     assert_one_line_error(code, err, "someone/no-such-model", "local model folder")
     assert not (tmp_path / "bot").exists()
+
+
+def test_a_hub_download_that_drops_is_one_line(capsys, home, files, tmp_path, monkeypatch):
+    import httpx
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    def drop(*args, **kwargs):
+        raise httpx.ConnectError("connection reset by peer")
+
+    monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: True)  # reachable at first, then it drops
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", drop)
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", drop)
+    code, _, err = run(capsys, "train", str(files["enough.txt"]), "--base-model", "someone/some-model", "--out", str(tmp_path / "bot"))
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "huggingtweets: error: cannot load base model 'someone/some-model' (connection reset by peer): "
+        "pass a local model folder, or leave --base-model out to use the embedded default"
+    )
 
 
 def test_train_generate_eval_and_list(capsys, home, files, tiny_llama, tmp_path):
@@ -141,8 +198,21 @@ def test_train_generate_eval_and_list(capsys, home, files, tiny_llama, tmp_path)
     assert report["samples"] == 4 and 0 <= report["memorisation_rate"] <= 1
     assert report["bot_perplexity"] < report["base_perplexity"]
 
+    shutil.copytree(bot, tmp_path / "bots" / ".me.abc123.tmp")  # a save cut off before its rename
     code, out, _ = run(capsys, "bots", "--folder", str(tmp_path / "bots"), "--json")
     assert code == 0 and [b["name"] for b in json.loads(out)] == ["me"]
+
+    # Damage after the fact: figures that cannot be read are left out; a copy check that cannot run stops generation.
+    (bot / "metrics.json").write_text("{ half")
+    info = json.loads((bot / "huggingtweets.json").read_text())
+    info["clean"]["an_option_from_a_newer_version"] = True
+    (bot / "huggingtweets.json").write_text(json.dumps(info))
+    code, out, err = run(capsys, "eval", str(bot), str(files["enough.txt"]), "-n", "2", "--json")
+    assert code == 0 and json.loads(out)["samples"] == 2, err
+    ngrams = bot / "ngrams.bin"
+    ngrams.write_bytes(ngrams.read_bytes()[:-3])
+    code, _, err = run(capsys, "generate", str(bot))
+    assert_one_line_error(code, err, "ngrams.bin", "corrupt")
 
 
 def test_fetch_writes_normalised_posts(capsys, archive_zip, tmp_path):

@@ -18,7 +18,7 @@ from huggingtweets.clean import CleanOptions
 from huggingtweets.corpus import Corpus, build_corpus
 from huggingtweets.dataset import build_blocks, markers
 from huggingtweets.errors import HuggingTweetsError
-from huggingtweets.train import TrainConfig, TrainingEvent, last_checkpoint, layer_stack
+from huggingtweets.train import TrainConfig, TrainingEvent, interrupted_run_posts, last_checkpoint, layer_stack, prepare_work_dir
 
 
 def corpus_of(path: Path) -> Corpus:
@@ -162,6 +162,45 @@ def test_other_settings_do_not_resume_into_old_checkpoints(home, tiny_llama, pos
     assert bot.metrics["resumed_from_step"] is None
 
 
+def test_interrupted_run_resumes_on_its_own_posts_when_newer_ones_arrive(home, tiny_llama, tmp_path):
+    # An account fetched again before resuming brings its newest posts; the run goes on with the posts it had.
+    posts = make_posts(400, seed=7)
+    first, refetched, edited = tmp_path / "first.txt", tmp_path / "refetched.txt", tmp_path / "edited.txt"
+    first.write_text("\n".join(posts[:360]))
+    refetched.write_text("\n".join(posts))
+    edited.write_text("\n".join(["an edited post about nothing much at all", *posts[1:]]))
+    stop = threading.Event()
+    Bot.train_corpus(corpus_of(first), home / "bot", base_model=str(tiny_llama), config=fast(), stop=stop, listener=_stop_at(2, stop), show_progress=False)
+    started_with = corpus_of(first).texts()
+
+    with pytest.raises(HuggingTweetsError, match="--restart"):  # a post changed: not the same run plus newer posts
+        Bot.train_corpus(corpus_of(edited), home / "bot", base_model=str(tiny_llama), config=fast(), show_progress=False)
+    said: list[str] = []
+    bot = Bot.train_corpus(corpus_of(refetched), home / "bot", base_model=str(tiny_llama), config=fast(), progress=said.append, show_progress=False)
+    assert bot.metrics["resumed_from_step"] == 2
+    assert any("resuming the interrupted run" in line and "newer left out" in line for line in said), said
+    assert bot.metrics["data"]["posts"] == len(started_with[0])  # trained on the posts it started with
+
+    again = Bot.train_corpus(corpus_of(refetched), home / "new", base_model=str(tiny_llama), config=fast(max_steps=2), show_progress=False)
+    assert again.metrics["data"]["posts"] == len(corpus_of(refetched).texts()[0])  # a fresh run takes every post
+
+
+def test_damaged_checkpoint_folders_give_clear_choices(tmp_path):
+    work = tmp_path / ".bot.training"
+    for name in ("checkpoint-foo", "checkpoint-7", "checkpoint-12"):
+        (work / name).mkdir(parents=True)
+        if name != "checkpoint-12":  # 12 was cut off before Trainer wrote its state: incomplete
+            (work / name / "trainer_state.json").write_text("{}")
+    (work / "run.json").write_text("{ half")
+    assert last_checkpoint(work).endswith("checkpoint-7")  # a stray folder name is not a checkpoint
+    assert interrupted_run_posts(work, fast(), "base", ["a"], []) is None
+    with pytest.raises(HuggingTweetsError, match="--restart"):
+        prepare_work_dir(work, "abc", restart=False)
+    assert (work / "checkpoint-7").is_dir()  # nothing thrown away without --restart
+    assert prepare_work_dir(work, "abc", restart=True, posts={"train": ["a"], "validation": []}) is None
+    assert json.loads((work / "run.json").read_text()) == {"fingerprint": "abc"} and not (work / "checkpoint-7").exists()
+
+
 def test_continue_training_an_existing_bot_on_new_posts(home, tiny_llama, tmp_path):
     first = tmp_path / "first.txt"
     first.write_text("\n".join(make_posts(300, seed=5)))
@@ -196,20 +235,38 @@ def test_device_defaults():
     assert TrainConfig(batch_size=4).resolved("cpu").batch_size == 4
 
 
-def test_wandb_without_key_runs_offline_and_never_writes_the_key(home, tiny_llama, posts_file, monkeypatch, capfd):
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.delenv("WANDB_MODE", raising=False)
-    monkeypatch.setenv("WANDB_DIR", str(home))
-    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value_123")
-    Bot.train_corpus(corpus_of(posts_file), home / "bot", base_model=str(tiny_llama), config=fast(epochs=1, wandb=True), show_progress=False)
+@pytest.fixture(scope="module")
+def wandb_dir(tmp_path_factory):
+    # W&B reads WANDB_DIR once per process, so both runs below share one folder.
+    return tmp_path_factory.mktemp("wandb")
+
+
+@pytest.mark.parametrize("key", [None, "wandb_secret_key_value_456"])
+def test_wandb_runs_offline_unless_keyed_and_never_writes_a_secret(home, tiny_llama, posts_file, monkeypatch, capfd, key, wandb_dir):
     import os
 
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    if key:
+        monkeypatch.setenv("WANDB_API_KEY", key)
+        monkeypatch.setenv("WANDB_MODE", "offline")  # the user's choice, kept; this machine cannot reach W&B anyway
+    else:
+        monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(wandb_dir))
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value_123")
+    monkeypatch.setenv("X_BEARER_TOKEN", "x_secret_bearer_value_789")
+    runs_before = len(list(wandb_dir.rglob("offline-run-*")))
+    Bot.train_corpus(corpus_of(posts_file), home / "bot", base_model=str(tiny_llama), config=fast(epochs=1, wandb=True), show_progress=False)
+
     assert os.environ["WANDB_MODE"] == "offline"
+    assert len(list(wandb_dir.rglob("offline-run-*"))) == runs_before + 1, "W&B logged nothing"
+    secrets = [b"hf_secret_token_value_123", b"x_secret_bearer_value_789", *([key.encode()] if key else [])]
     out = capfd.readouterr()
-    assert "hf_secret_token_value_123" not in out.out + out.err
-    for path in (home / "bot").rglob("*"):
+    assert not [s for s in secrets if s.decode() in out.out + out.err]
+    # Everything the run wrote: the bot, its training folder, caches, W&B's offline runs.
+    for path in [*home.rglob("*"), *wandb_dir.rglob("*")]:
         if path.is_file():
-            assert b"hf_secret_token_value_123" not in path.read_bytes(), path
+            data = path.read_bytes()
+            assert not [s for s in secrets if s in data], path
 
 
 def test_long_intervals_also_checkpoint_on_time(home, tiny_llama, posts_file):
