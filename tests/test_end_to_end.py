@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -25,9 +24,11 @@ def test_default_model_is_converted_once_then_loads_fast(default_home):
     folder = models.default_model_dir()
     assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no temporary leftovers
-    started = time.perf_counter()
-    again = models.default_model_dir()
-    assert again == folder and time.perf_counter() - started < 1.0  # no second conversion
+    written = (folder / "model.safetensors").stat().st_mtime_ns
+    with pytest.MonkeyPatch.context() as patch:  # a second call must not convert again: the GGUF is not even looked up
+        patch.setattr(models, "_gguf_path", lambda: pytest.fail("converted the default model a second time"))
+        again = models.default_model_dir()
+    assert again == folder and (folder / "model.safetensors").stat().st_mtime_ns == written
     config = json.loads((folder / "config.json").read_text())
     assert config["model_type"] == "llama" and "quantization_config" not in config
 
