@@ -217,7 +217,6 @@ def upload(app: object, name: str, content: bytes | None) -> None:
 
 
 def test_widgets_drive_the_state(home: Path, archive_zip: Path, tiny_llama: Path) -> None:
-    pytest.importorskip("ipywidgets")
     from huggingtweets.app import App
 
     app = App(base_model=str(tiny_llama), max_steps=12)
@@ -248,8 +247,21 @@ def test_widgets_drive_the_state(home: Path, archive_zip: Path, tiny_llama: Path
     assert "data:text/csv;base64," in app.generate.downloads.value
 
 
+def test_a_typed_token_moves_out_of_the_widget_state(home: Path) -> None:
+    import ipywidgets as widgets
+
+    from huggingtweets.app import App
+
+    app = App()
+    assert "never shown" in app.data.token.placeholder
+    app.data.token.value = f" {SECRET} "  # what the browser sends when the field loses focus
+    assert app.state.data.x_bearer_token == SECRET
+    assert app.data.token.value == "" and "token set" in app.data.token.placeholder
+    # Everything Jupyter would save into the notebook as widget state: no token.
+    assert SECRET not in json.dumps(widgets.Widget.get_manager_state(drop_defaults=False), default=str)
+
+
 def test_the_stop_button_stops_training_and_the_bar_says_so(home: Path, archive_zip: Path, tiny_llama: Path) -> None:
-    pytest.importorskip("ipywidgets")
     from huggingtweets.app import App
 
     app = App(base_model=str(tiny_llama))
@@ -269,7 +281,6 @@ def test_the_stop_button_stops_training_and_the_bar_says_so(home: Path, archive_
 
 
 def test_a_widget_callback_failure_is_shown_not_lost(home: Path) -> None:
-    pytest.importorskip("ipywidgets")
     from huggingtweets.app import App
 
     app = App()

@@ -33,6 +33,8 @@ from traitlets import link  # (state, trait) first: the state's value wins when 
 from . import plots, quiet_libraries
 from .state import AI_LABEL, MAX_UPLOAD_BYTES, UPLOAD_SUFFIXES, AppState, DataStep, GeneratedPost, GenerateStep, Step, TrainStep
 
+TOKEN_PROMPT = "bearer token, only for @handles on X (never shown or stored)"
+TOKEN_SET = "token set for this session (kept in memory only; type another to replace it)"
 REDRAW_SECONDS = 2.0  # the loss figure is redrawn at most this often while training (and at each evaluation)
 COUNT_COLUMNS = ("account", "read", "retweets", "replies", "short", "duplicates", "kept", "characters")
 
@@ -181,10 +183,11 @@ class DataPanel(widgets.VBox):
         )
         link((step, "sources"), (self.sources, "value"))
         self.token = widgets.Password(
-            description="X token", placeholder="bearer token, only for @handles on X (never shown or stored)",
-            layout=widgets.Layout(width="60%"),
+            description="X token", placeholder=TOKEN_PROMPT, continuous_update=False, layout=widgets.Layout(width="60%"),
         )
-        link((step, "x_bearer_token"), (self.token, "value"))
+        self.token.observe(self._take_token, "value")
+        if step.x_bearer_token:
+            self.token.placeholder = TOKEN_SET
         self.upload = widgets.FileUpload(accept=",".join(UPLOAD_SUFFIXES), multiple=True, description="Upload files")
         self.upload.observe(guarded(step, self._on_upload), "value")
         self.uploaded = widgets.HTML()
@@ -218,6 +221,14 @@ class DataPanel(widgets.VBox):
         )
         self.add_class("ht-data")
         self._show_uploads()
+
+    def _take_token(self, change: dict[str, Any]) -> None:
+        """Move a typed token into the app's state and empty the field: a widget's value is part of the widget
+        state that Jupyter can save into the notebook file, the app's state is not."""
+        if change["new"]:
+            self.step.x_bearer_token = change["new"].strip()
+            self.token.value = ""
+            self.token.placeholder = TOKEN_SET
 
     def _on_upload(self, change: dict[str, Any]) -> None:
         files = uploaded_files(change["new"])
