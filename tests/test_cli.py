@@ -215,6 +215,36 @@ def test_train_generate_eval_and_list(capsys, home, files, tiny_llama, tmp_path)
     assert_one_line_error(code, err, "ngrams.bin", "corrupt")
 
 
+def test_ctrl_c_during_training_then_the_same_command_resumes(home, files, tiny_llama, tmp_path):
+    import os
+    import signal
+    import time
+
+    bot = tmp_path / "bot"
+    argv = [
+        sys.executable, "-m", "huggingtweets", "train", str(files["enough.txt"]), "--out", str(bot), "--base-model", str(tiny_llama),
+        "--method", "full", "--epochs", "12", "--block-size", "64", "--compile", "off", "--quiet", "--json",
+    ]
+    env = {**os.environ, "HUGGINGTWEETS_HOME": str(home)}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    work = tmp_path / ".bot.training"
+    deadline = time.monotonic() + 120  # a bound on waiting for a checkpoint, not a timing assertion
+    while not list(work.glob("checkpoint-*/trainer_state.json")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        "interrupted: run the same command again to resume from the last checkpoint"
+    )
+    assert not bot.exists() and list(work.glob("checkpoint-*/trainer_state.json"))
+
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((bot / "metrics.json").read_text())["resumed_from_step"] > 0
+    assert not work.exists()  # finished: the checkpoints are gone
+
+
 def test_fetch_writes_normalised_posts(capsys, archive_zip, tmp_path):
     out = tmp_path / "posts.jsonl"
     code, _, err = run(capsys, "fetch", str(archive_zip), "--out", str(out))
