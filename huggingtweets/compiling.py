@@ -81,9 +81,10 @@ def compiled(layers: Iterable[torch.nn.Module]) -> Iterator[None]:
     """Each layer's forward compiled inside the block while gradients are on; as it was, after it."""
     layers = list(layers)
     before = [layer.__dict__.get("forward") for layer in layers]  # e.g. accelerate's hooks: put back as they were
+    failed: list[str] = []
     try:
         for layer in layers:
-            layer.forward = _training_only(layer.forward, torch.compile(layer.forward))  # shadows the class's forward
+            layer.forward = _training_only(layer.forward, torch.compile(layer.forward), failed)  # shadows the class's forward
         yield
     finally:
         for layer, forward in zip(layers, before):
@@ -93,9 +94,24 @@ def compiled(layers: Iterable[torch.nn.Module]) -> Iterator[None]:
                 layer.forward = forward
 
 
-def _training_only(plain: Callable[..., Any], fast: Callable[..., Any]) -> Callable[..., Any]:
+def _training_only(plain: Callable[..., Any], fast: Callable[..., Any], failed: list[str]) -> Callable[..., Any]:
+    """`fast` while training, `plain` otherwise, and `plain` for good once a compilation has failed (`failed`, shared
+    by the layers of one run, is where that is noted)."""
+
     def forward(*args: Any, **kwargs: Any) -> Any:
         # Evaluation runs without gradients: compiling it would add graphs for a few calls per evaluation.
-        return (fast if torch.is_grad_enabled() else plain)(*args, **kwargs)
+        if failed or not torch.is_grad_enabled():
+            return plain(*args, **kwargs)
+        try:
+            return fast(*args, **kwargs)
+        except torch._dynamo.exc.BackendCompilerFailed as e:
+            # A variant that fails to compile mid-run (the up-front probe passed): nothing has run yet for this
+            # call, so running it eager gives the same result. An hour of training is not lost to a compiler.
+            if not failed:
+                inner = getattr(e, "inner_exception", None) or e
+                lines = str(inner).strip().splitlines()
+                failed.append(f"{type(inner).__name__}: {lines[0][:160] if lines else ''}")
+                log.warning("torch.compile failed mid-run (%s): training goes on without it", failed[0])
+            return plain(*args, **kwargs)
 
     return forward

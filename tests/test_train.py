@@ -373,3 +373,25 @@ def test_compiled_layers_are_restored_when_training_fails(tiny_llama):
         assert all("forward" in vars(layer) for layer in layers) and layers[0].forward is not hook
         raise KeyboardInterrupt
     assert layers[0].forward is hook and not any("forward" in vars(layer) for layer in layers[1:])
+
+
+def test_a_compilation_that_fails_mid_run_falls_back_to_eager(tiny_llama, monkeypatch, caplog):
+    import torch._dynamo.exc
+
+    from huggingtweets import compiling
+
+    def broken_compile(forward):
+        def compiled_forward(*args, **kwargs):
+            raise torch._dynamo.exc.BackendCompilerFailed(broken_compile, RuntimeError("g++ crashed"), None)
+
+        return compiled_forward
+
+    model = models.load_model(str(tiny_llama))
+    ids = torch.tensor([[1, 2, 3, 4]])
+    expected = model(ids).logits
+    monkeypatch.setattr(compiling.torch, "compile", broken_compile)
+    with caplog.at_level("WARNING", logger="huggingtweets.compiling"), compiling.compiled(layer_stack(model)):
+        got = model(ids).logits  # with gradients on: the compiled path is tried, fails, and runs eager
+    torch.testing.assert_close(got, expected)
+    warned = [r.getMessage() for r in caplog.records if r.name == "huggingtweets.compiling"]
+    assert warned == ["torch.compile failed mid-run (RuntimeError: g++ crashed): training goes on without it"]  # once, not per layer
