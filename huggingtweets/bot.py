@@ -189,10 +189,11 @@ class Bot:
         markers(tokenizer)  # fails early, clearly, for a tokenizer without an end token
 
         work_dir = out_dir.parent / f".{out_dir.name}.training"
-        if not restart and (kept := interrupted_run_posts(work_dir, config, str(base_spec), train_texts, validation_texts)):
+        chosen = {"clean": asdict(corpus.options)}
+        if not restart and (kept := interrupted_run_posts(work_dir, config, str(base_spec), train_texts, validation_texts, chosen)):
             if kept != (train_texts, validation_texts) and progress:
                 newer = len(set(train_texts) | set(validation_texts)) - len(set(kept[0]) | set(kept[1]))
-                progress(f"resuming the interrupted run on the posts it started with ({newer} newer left out; --restart trains on all)")
+                progress(f"resuming the interrupted run on the posts it started with ({newer} fetched since left out; --restart trains on all)")
             train_texts, validation_texts = kept
         base_ppl = perplexity(model, tokenizer, validation_texts, config.block_size, config.batch_size) if validation_texts else math.nan
         if progress:
@@ -200,7 +201,7 @@ class Bot:
         result = train_model(
             model, tokenizer, train_texts, validation_texts, config, work_dir,
             base=str(base_spec), restart=restart, listener=listener, stop=stop, show_progress=show_progress,
-            run_name=corpus.name, progress=progress,
+            run_name=corpus.name, progress=progress, data=chosen,
         )
         bot_ppl = math.exp(result.best_eval_loss) if result.best_eval_loss is not None else math.nan
         checker = CopyChecker.from_texts(p.text for p in corpus.posts)

@@ -162,20 +162,22 @@ def _read_json(path: Path) -> Any:
 
 
 def interrupted_run_posts(
-    work_dir: Path, config: TrainConfig, base: str, train_texts: list[str], validation_texts: list[str]
+    work_dir: Path, config: TrainConfig, base: str, train_texts: list[str], validation_texts: list[str], data: Any = None
 ) -> tuple[list[str], list[str]] | None:
-    """The posts an interrupted run with these settings started with, when only newer posts came since.
+    """The posts an interrupted run with these settings started with, when only more posts came since.
 
     Fetching an account again before resuming brings its newest posts, which changes the data and so the run.
     Resuming on the posts the run started with keeps its checkpoints usable; `--restart` trains on everything.
-    Returns None when there is nothing to resume this way (no checkpoint, other settings, or posts gone or edited).
+    `data` describes how the posts were chosen (the caller's cleaning options): when it differs from the run's
+    (replies kept now, say), the extra posts are a choice, not news, and this returns None. So it does when there
+    is nothing to resume this way: no checkpoint, other settings, or posts gone or edited.
     """
     run = _read_json(work_dir / "run.json")
     kept = _read_json(work_dir / POSTS)
     if not (isinstance(run, dict) and isinstance(kept, dict) and last_checkpoint(work_dir)):
         return None
     old_train, old_validation = kept.get("train"), kept.get("validation")
-    if not (isinstance(old_train, list) and isinstance(old_validation, list)):
+    if not (isinstance(old_train, list) and isinstance(old_validation, list)) or kept.get("data") != data:
         return None
     if run.get("fingerprint") != run_fingerprint(config, base, old_train, old_validation):
         return None  # other settings or base model
@@ -184,10 +186,11 @@ def interrupted_run_posts(
     return old_train, old_validation
 
 
-def prepare_work_dir(work_dir: Path, fingerprint: str, restart: bool, posts: dict[str, list[str]] | None = None) -> str | None:
+def prepare_work_dir(work_dir: Path, fingerprint: str, restart: bool, posts: dict[str, Any] | None = None) -> str | None:
     """Make `work_dir` ready; return the checkpoint to resume from, if this exact run was interrupted before.
 
-    `posts` (train and validation texts) are kept beside the checkpoints, for `interrupted_run_posts`.
+    `posts` (train and validation texts, and how they were chosen) are kept beside the checkpoints, for
+    `interrupted_run_posts`.
     """
     marker = work_dir / "run.json"
     if work_dir.exists():
@@ -399,8 +402,12 @@ def train_model(
     show_progress: bool = True,
     run_name: str | None = None,
     progress: Callable[[str], None] | None = None,
+    data: Any = None,
 ) -> TrainResult:
-    """Fine-tune `model` on the texts. `config` should be `resolved()`; LoRA is added here unless present."""
+    """Fine-tune `model` on the texts. `config` should be `resolved()`; LoRA is added here unless present.
+
+    `data` (JSON-able) says how the texts were chosen; it is kept with the checkpoints for `interrupted_run_posts`.
+    """
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, default_data_collator
 
     config.validate()
@@ -413,7 +420,7 @@ def train_model(
         raise HuggingTweetsError("no training text: give more posts")
 
     fingerprint = run_fingerprint(config, base, train_texts, validation_texts)
-    resume = prepare_work_dir(work_dir, fingerprint, restart, {"train": train_texts, "validation": validation_texts})
+    resume = prepare_work_dir(work_dir, fingerprint, restart, {"train": train_texts, "validation": validation_texts, "data": data})
     if resume:
         log.info("resuming from %s", resume)
 

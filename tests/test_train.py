@@ -175,10 +175,13 @@ def test_interrupted_run_resumes_on_its_own_posts_when_newer_ones_arrive(home, t
 
     with pytest.raises(HuggingTweetsError, match="--restart"):  # a post changed: not the same run plus newer posts
         Bot.train_corpus(corpus_of(edited), home / "bot", base_model=str(tiny_llama), config=fast(), show_progress=False)
+    chosen_otherwise = build_corpus([str(refetched)], CleanOptions(min_words=2), min_characters=1000)
+    with pytest.raises(HuggingTweetsError, match="--restart"):  # more posts because of other cleaning: a choice, not news
+        Bot.train_corpus(chosen_otherwise, home / "bot", base_model=str(tiny_llama), config=fast(), show_progress=False)
     said: list[str] = []
     bot = Bot.train_corpus(corpus_of(refetched), home / "bot", base_model=str(tiny_llama), config=fast(), progress=said.append, show_progress=False)
     assert bot.metrics["resumed_from_step"] == 2
-    assert any("resuming the interrupted run" in line and "newer left out" in line for line in said), said
+    assert any("resuming the interrupted run" in line and "40 fetched since left out" in line for line in said), said
     assert bot.metrics["data"]["posts"] == len(started_with[0])  # trained on the posts it started with
 
     again = Bot.train_corpus(corpus_of(refetched), home / "new", base_model=str(tiny_llama), config=fast(max_steps=2), show_progress=False)
