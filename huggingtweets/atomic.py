@@ -16,10 +16,17 @@ from pathlib import Path
 from typing import Any
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: once, at import, before any threads write files
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
+
+
+def _umask() -> int:
+    return _UMASK
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -60,10 +67,10 @@ def folder(target: str | os.PathLike[str]) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
+        _sync_tree(tmp)  # the files' contents are on disk before the rename makes them the target
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _sync_tree(tmp)  # the files' contents are on disk before the rename makes them the target
     old = None
     if target.exists():
         # Two renames: a crash between them leaves `old` beside a missing target, never a mix.
@@ -85,11 +92,13 @@ def _sync_tree(root: Path) -> None:
 
 
 def _sync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable (POSIX; Windows has no directory handles to sync)."""
+    """Make a rename in `folder` durable, where the system can (POSIX; not Windows, nor some network and FUSE
+    filesystems, which refuse to sync a folder: the rename has happened all the same)."""
     if os.name != "posix":
         return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -189,7 +189,7 @@ class Bot:
         markers(tokenizer)  # fails early, clearly, for a tokenizer without an end token
 
         work_dir = out_dir.parent / f".{out_dir.name}.training"
-        chosen = {"clean": asdict(corpus.options)}
+        chosen = {"clean": asdict(corpus.options), "sources": sorted(a.source for a in corpus.accounts)}
         if not restart and (kept := interrupted_run_posts(work_dir, config, str(base_spec), train_texts, validation_texts, chosen)):
             if kept != (train_texts, validation_texts) and progress:
                 newer = len(set(train_texts) | set(validation_texts)) - len(set(kept[0]) | set(kept[1]))

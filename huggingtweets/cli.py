@@ -306,7 +306,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_libraries(all_warnings=True)
     args = build_parser().parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe is handled, not at exit
+        return code
     except HuggingTweetsError as e:
         print(f"huggingtweets: error: {e}", file=sys.stderr)
         return EXIT_USAGE

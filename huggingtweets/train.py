@@ -13,6 +13,7 @@ killed at any point and started again with the same data and settings resumes fr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -196,6 +197,11 @@ def prepare_work_dir(work_dir: Path, fingerprint: str, restart: bool, posts: dic
     if work_dir.exists():
         run = _read_json(marker)
         previous = run.get("fingerprint") if isinstance(run, dict) else None
+        if previous is None and not restart and last_checkpoint(work_dir):
+            raise HuggingTweetsError(
+                f"{work_dir / 'run.json'} is missing or unreadable, so its checkpoints cannot be matched to this run: "
+                "pass --restart to discard them"
+            )
         if previous != fingerprint:
             if not restart:
                 raise HuggingTweetsError(
@@ -378,13 +384,15 @@ def _wandb_environment() -> None:
     os.environ.setdefault("WANDB_PROJECT", "huggingtweets")
 
 
-def _finish_wandb() -> None:
+def _finish_wandb(failed: bool = False) -> None:
     """End the W&B run Trainer started: it leaves it open, and the next training in this process (the app's second
-    bot) would otherwise log into it."""
+    bot) would otherwise log into it. A run that failed or was interrupted is marked so; W&B's own trouble in
+    finishing must not hide the training's."""
     import wandb
 
     if wandb.run is not None:
-        wandb.finish()
+        with contextlib.suppress(Exception):
+            wandb.finish(exit_code=1 if failed else 0)
 
 
 def train_model(
@@ -493,9 +501,12 @@ def train_model(
     try:
         with compiled(layer_stack(model) if use_compile else []):
             output = trainer.train(resume_from_checkpoint=resume)
-    finally:
+    except BaseException:
         if config.wandb:
-            _finish_wandb()
+            _finish_wandb(failed=True)
+        raise
+    if config.wandb:
+        _finish_wandb()
     best = trainer.state.best_metric if checks else None
     model = trainer.model
     model.config.use_cache = True

@@ -147,6 +147,16 @@ def test_a_closed_pipe_ends_quietly(archive_zip):
     assert "Traceback" not in err and "Broken pipe" not in err and "Exception ignored" not in err, err
 
 
+def test_a_pipe_closed_before_the_output_is_flushed_ends_quietly(files):
+    # Less output than a pipe holds: it is all still in the process's buffer when the reader has gone.
+    proc = subprocess.Popen([sys.executable, "-m", "huggingtweets", "fetch", str(files["too-little.txt"])], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+
+
 def test_unreachable_hub_id_fails_fast_with_advice(capsys, home, files, tmp_path, monkeypatch):
     monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: False)
     code, _, err = run(capsys, "train", str(files["enough.txt"]), "--base-model", "someone/no-such-model", "--out", str(tmp_path / "bot"))

@@ -189,3 +189,4 @@ def walk_through(page: object, archive_zip: Path, tmp_path: Path) -> None:
     expect(cards).to_have_count(3)
     expect(generate.locator(".ht-post .ht-ai")).to_have_text(["AI-generated"] * 3)
     expect(generate.locator(".ht-downloads a")).to_have_count(2)
+    assert SECRET not in page.content()  # type: ignore[attr-defined]  # not in any status line, error or post

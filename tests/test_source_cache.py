@@ -169,6 +169,13 @@ def test_starting_over_leaves_the_old_cache_until_done_and_keeps_posts_out_of_re
     assert cached_ids(home) == [p.id for p in posts] and posts[0].is_reply
 
 
+def test_a_start_over_stopped_by_its_limit_leaves_the_old_cache(home):
+    run(Service([post(n) for n in range(1, 7)]))
+    posts = run(Service([post(n) for n in range(1, 7)] + [post(7, reply=True)]), FetchOptions(include_replies=True, limit=3))
+    assert [p.id for p in posts] == ["0007", "0006", "0005"]
+    assert cached_ids(home) == ["0006", "0005", "0004", "0003", "0002", "0001"]  # the older posts are not dropped
+
+
 def test_offline_reads_the_cache_and_filters_it(home):
     run(Service([post(1), post(2, reply=True)]), FetchOptions(include_replies=True))
     service = Service([])

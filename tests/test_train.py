@@ -165,27 +165,32 @@ def test_other_settings_do_not_resume_into_old_checkpoints(home, tiny_llama, pos
 def test_interrupted_run_resumes_on_its_own_posts_when_newer_ones_arrive(home, tiny_llama, tmp_path):
     # An account fetched again before resuming brings its newest posts; the run goes on with the posts it had.
     posts = make_posts(400, seed=7)
-    first, refetched, edited = tmp_path / "first.txt", tmp_path / "refetched.txt", tmp_path / "edited.txt"
-    first.write_text("\n".join(posts[:360]))
-    refetched.write_text("\n".join(posts))
-    edited.write_text("\n".join(["an edited post about nothing much at all", *posts[1:]]))
-    stop = threading.Event()
-    Bot.train_corpus(corpus_of(first), home / "bot", base_model=str(tiny_llama), config=fast(), stop=stop, listener=_stop_at(2, stop), show_progress=False)
-    started_with = corpus_of(first).texts()
+    source = tmp_path / "account.txt"  # the same source each time, as `@handle` would be, with what it holds now
 
-    with pytest.raises(HuggingTweetsError, match="--restart"):  # a post changed: not the same run plus newer posts
-        Bot.train_corpus(corpus_of(edited), home / "bot", base_model=str(tiny_llama), config=fast(), show_progress=False)
-    chosen_otherwise = build_corpus([str(refetched)], CleanOptions(min_words=2), min_characters=1000)
-    with pytest.raises(HuggingTweetsError, match="--restart"):  # more posts because of other cleaning: a choice, not news
-        Bot.train_corpus(chosen_otherwise, home / "bot", base_model=str(tiny_llama), config=fast(), show_progress=False)
+    def holding(lines: list[str], options: CleanOptions | None = None) -> Corpus:
+        source.write_text("\n".join(lines))
+        return build_corpus([str(source)], options or CleanOptions(), min_characters=1000)
+
+    stop = threading.Event()
+    first = holding(posts[:360])
+    started_with = first.texts()
+    Bot.train_corpus(first, home / "bot", base_model=str(tiny_llama), config=fast(), stop=stop, listener=_stop_at(2, stop), show_progress=False)
+
+    for changed in (
+        holding(["an edited post about nothing much at all", *posts[1:]]),  # a post changed: not the same posts plus newer
+        holding(posts, CleanOptions(min_words=2)),  # other cleaning: more posts by choice, not news
+        build_corpus([str(source), str(source)], CleanOptions(), min_characters=1000),  # another source list
+    ):
+        with pytest.raises(HuggingTweetsError, match="--restart"):
+            Bot.train_corpus(changed, home / "bot", base_model=str(tiny_llama), config=fast(), show_progress=False)
     said: list[str] = []
-    bot = Bot.train_corpus(corpus_of(refetched), home / "bot", base_model=str(tiny_llama), config=fast(), progress=said.append, show_progress=False)
+    bot = Bot.train_corpus(holding(posts), home / "bot", base_model=str(tiny_llama), config=fast(), progress=said.append, show_progress=False)
     assert bot.metrics["resumed_from_step"] == 2
     assert any("resuming the interrupted run" in line and "40 fetched since left out" in line for line in said), said
     assert bot.metrics["data"]["posts"] == len(started_with[0])  # trained on the posts it started with
 
-    again = Bot.train_corpus(corpus_of(refetched), home / "new", base_model=str(tiny_llama), config=fast(max_steps=2), show_progress=False)
-    assert again.metrics["data"]["posts"] == len(corpus_of(refetched).texts()[0])  # a fresh run takes every post
+    again = Bot.train_corpus(holding(posts), home / "new", base_model=str(tiny_llama), config=fast(max_steps=2), show_progress=False)
+    assert again.metrics["data"]["posts"] == len(holding(posts).texts()[0])  # a fresh run takes every post
 
 
 def test_damaged_checkpoint_folders_give_clear_choices(tmp_path):

@@ -185,7 +185,7 @@ class DataPanel(widgets.VBox):
         self.token = widgets.Password(
             description="X token", placeholder=TOKEN_PROMPT, continuous_update=False, layout=widgets.Layout(width="60%"),
         )
-        self.token.observe(self._take_token, "value")
+        self.token.observe(guarded(step, self._take_token), "value")
         if step.x_bearer_token:
             self.token.placeholder = TOKEN_SET
         self.upload = widgets.FileUpload(accept=",".join(UPLOAD_SUFFIXES), multiple=True, description="Upload files")
@@ -225,9 +225,11 @@ class DataPanel(widgets.VBox):
     def _take_token(self, change: dict[str, Any]) -> None:
         """Move a typed token into the app's state and empty the field: a widget's value is part of the widget
         state that Jupyter can save into the notebook file, the app's state is not."""
+        token = change["new"].strip()
         if change["new"]:
-            self.step.x_bearer_token = change["new"].strip()
-            self.token.value = ""
+            self.token.value = ""  # also for whitespace: the field never keeps what was typed
+        if token:
+            self.step.x_bearer_token = token
             self.token.placeholder = TOKEN_SET
 
     def _on_upload(self, change: dict[str, Any]) -> None:

@@ -42,8 +42,8 @@ def _classify(e: Exception) -> Retry | None:
         return Retry("rate limit", rate_limited=True, wait=reset.timestamp() - remote._now() if reset else None)
     if isinstance(e, NetworkError):  # connection trouble, timeouts and HTTP 502
         return Retry(f"HTTP {e.response.status_code}" if e.response else "network error")
-    if isinstance(e, httpx.TransportError):  # what atproto passes through unwrapped: a dropped connection, a proxy
-        return Retry("network error")
+    if isinstance(e, (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)):
+        return Retry("network error")  # what atproto passes through unwrapped: a dropped connection, say
     if isinstance(e, RequestException) and e.response is not None and e.response.status_code >= 500:
         return Retry(f"HTTP {e.response.status_code}")
     return None
@@ -79,8 +79,10 @@ class BlueskyFetcher:
             return with_retries(call, _classify, service="Bluesky", options=self.options, say=self.say)
         except AtProtocolError as e:
             raise HuggingTweetsError(_explain(e, self.handle)) from None
-        except httpx.HTTPError as e:
+        except httpx.TransportError as e:
             raise HuggingTweetsError(f"could not reach Bluesky ({type(e).__name__}): check the internet connection and try again") from None
+        except httpx.HTTPError as e:
+            raise HuggingTweetsError(f"Bluesky sent an answer that could not be read ({type(e).__name__}): try again later") from None
 
     @staticmethod
     def _post(item: Any) -> Post:

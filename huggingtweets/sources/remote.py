@@ -317,6 +317,8 @@ def fetch_cached(service: str, account: str, fetcher: Fetcher, options: FetchOpt
 
     Stops at `options.limit` posts (and the service's own maximum). If anything goes wrong, or Ctrl-C is pressed,
     the posts fetched so far stay in the cache, with a note of what is missing, and the next fetch carries on there.
+    Except when starting over (`refresh`, or a cache without the replies or reposts wanted now): then the old cache
+    is only replaced once the new fetch is complete, and an interrupted one starts over next time.
     """
     path = cache.cache_path(service, account)
     cached = cache.read(service, account)
@@ -330,8 +332,9 @@ def fetch_cached(service: str, account: str, fetcher: Fetcher, options: FetchOpt
 
     limit = min(options.limit, fetcher.max_posts)
     state = _start(cached, options, fetcher.label, say)
-    # Starting over (refresh, or replies wanted now): the old cache stays on disk, untouched, until the new fetch is
-    # done, and then keeps the posts older than anything the new one reached (past X's 3,200, say).
+    # Starting over (refresh, or replies wanted now): the old cache stays on disk, untouched, until the new fetch has
+    # gone all the way back, and then keeps the posts older than anything the new one reached (past X's 3,200, say).
+    # A start-over that fails or stops at its limit leaves the old cache as it was, and the next fetch starts over.
     previous = cached.posts if cached is not None and state is not cached else []
 
     def save(final: bool = False) -> None:
@@ -365,7 +368,7 @@ def fetch_cached(service: str, account: str, fetcher: Fetcher, options: FetchOpt
                 else:
                     state.pending[0] = Span(page.resume, span.since)
                 save()
-                say(f"{fetcher.label}: {new} new posts fetched, {len(state.posts)} in the cache")
+                say(f"{fetcher.label}: {new} new posts fetched" + ("" if previous else f", {len(state.posts)} in the cache"))
                 if done or got >= budget:
                     break
             else:
@@ -384,8 +387,8 @@ def fetch_cached(service: str, account: str, fetcher: Fetcher, options: FetchOpt
         raise
     finally:
         save()
-    if previous:
-        state.posts += _older_than(previous, state.posts)
+    if previous and not state.pending:
+        state.posts = cache.merge(state.posts, _older_than(previous, state.posts))
         save(final=True)
     posts = _wanted(state.posts, options)[: options.limit]
     say(f"{fetcher.label}: {len(posts)} posts ({new} new)")
