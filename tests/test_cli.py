@@ -236,11 +236,15 @@ def test_ctrl_c_during_training_then_the_same_command_resumes(home, files, tiny_
         "--method", "full", "--epochs", "12", "--block-size", "64", "--compile", "off", "--quiet", "--json",
     ]
     env = {**os.environ, "HUGGINGTWEETS_HOME": str(home)}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # A shell runs background jobs with SIGINT ignored, and children inherit that (CI may be such a job): give the
+    # child the default disposition, as a terminal's foreground command has, so Python turns Ctrl-C into
+    # KeyboardInterrupt.
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=restore)
     work = tmp_path / ".bot.training"
     deadline = time.monotonic() + 120  # a bound on waiting for a checkpoint, not a timing assertion
     while not list(work.glob("checkpoint-*/trainer_state.json")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
