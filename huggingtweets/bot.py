@@ -190,10 +190,11 @@ class Bot:
 
         work_dir = out_dir.parent / f".{out_dir.name}.training"
         chosen = {"clean": asdict(corpus.options), "sources": sorted(a.source for a in corpus.accounts)}
+        left_out = 0  # posts of the corpus the run does not train on: it resumed on the posts it started with
         if not restart and (kept := interrupted_run_posts(work_dir, config, str(base_spec), train_texts, validation_texts, chosen)):
-            if kept != (train_texts, validation_texts) and progress:
-                newer = len(set(train_texts) | set(validation_texts)) - len(set(kept[0]) | set(kept[1]))
-                progress(f"resuming the interrupted run on the posts it started with ({newer} fetched since left out; --restart trains on all)")
+            left_out = len(set(train_texts) | set(validation_texts)) - len(set(kept[0]) | set(kept[1]))
+            if left_out and progress:
+                progress(f"resuming the interrupted run on the posts it started with ({left_out} fetched since left out; --restart trains on all)")
             train_texts, validation_texts = kept
         base_ppl = perplexity(model, tokenizer, validation_texts, config.block_size, config.batch_size) if validation_texts else math.nan
         if progress:
@@ -220,6 +221,7 @@ class Bot:
             "clean": asdict(corpus.options),
             "generation": {"top_p": 0.95, "temperature": 1.0, "max_new_tokens": 96},
             "stopped_early": result.stopped,
+            "posts_left_out": left_out,
         }
         metrics = {
             "history": result.history,

@@ -16,6 +16,11 @@ def _results(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _left_out(info: dict[str, Any]) -> str:
+    n = info.get("posts_left_out") or 0
+    return f" {n} posts fetched after training began are counted above but were not trained on: the run resumed on the posts it started with." if n else ""
+
+
 def render(info: dict[str, Any], metrics: dict[str, Any], counts_table: str) -> str:
     accounts = ", ".join(info.get("accounts", [])) or "unknown"
     config = info.get("config", {})
@@ -54,7 +59,7 @@ Made with huggingtweets, a research and teaching tool for fine-tuning language m
 
 {counts_table}
 
-The newest {int(100 * 0.1)}% of each account's posts were held out for validation.
+The newest {int(100 * 0.1)}% of each account's posts were held out for validation.{_left_out(info)}
 
 ## Training
 

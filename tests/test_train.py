@@ -188,9 +188,11 @@ def test_interrupted_run_resumes_on_its_own_posts_when_newer_ones_arrive(home, t
     assert bot.metrics["resumed_from_step"] == 2
     assert any("resuming the interrupted run" in line and "40 fetched since left out" in line for line in said), said
     assert bot.metrics["data"]["posts"] == len(started_with[0])  # trained on the posts it started with
+    assert bot.info["posts_left_out"] == 40 and "40 posts fetched after training began" in (home / "bot" / "README.md").read_text()
 
     again = Bot.train_corpus(holding(posts), home / "new", base_model=str(tiny_llama), config=fast(max_steps=2), show_progress=False)
     assert again.metrics["data"]["posts"] == len(holding(posts).texts()[0])  # a fresh run takes every post
+    assert again.info["posts_left_out"] == 0 and "after training began" not in (home / "new" / "README.md").read_text()
 
 
 def test_damaged_checkpoint_folders_give_clear_choices(tmp_path):
