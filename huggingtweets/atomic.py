@@ -63,6 +63,7 @@ def folder(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    recover(target)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
@@ -79,6 +80,17 @@ def folder(target: str | os.PathLike[str]) -> Iterator[Path]:
     os.replace(tmp, target)
     _sync_dir(target.parent)
     if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def recover(target: str | os.PathLike[str]) -> None:
+    """Undo what a crash between `folder`'s two renames left: the old folder beside a missing target goes back in
+    place (it is the only complete copy); beside a target, it is a leftover and goes."""
+    target = Path(target)
+    olds = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if olds and not target.exists():
+        os.replace(olds.pop(), target)
+    for old in olds:
         shutil.rmtree(old, ignore_errors=True)
 
 

@@ -86,6 +86,7 @@ class Bot:
     def load(cls, path: str | Path, trainable: bool = False) -> Bot:
         """Load a bot folder. `trainable` keeps LoRA adapters separate so training can continue."""
         folder = Path(path).expanduser()
+        atomic.recover(folder)  # a save cut off between its two renames
         if not folder.is_dir():
             raise HuggingTweetsError(f"bot folder {path} does not exist: train one with `huggingtweets train`, or list them with `huggingtweets bots`")
         try:
