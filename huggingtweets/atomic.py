@@ -25,10 +25,6 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def _umask() -> int:
-    return _UMASK
-
-
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path`: flushed to disk under a temporary name, then renamed over it."""
     path = Path(path)
@@ -39,7 +35,7 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -55,6 +51,15 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """A small JSON file this package wrote, or None when it is missing or damaged (a crash mid-write on a filesystem
+    without atomic rename, a hand edit): callers treat that as unknown, not as a traceback."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 @contextlib.contextmanager
 def folder(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces `target` in one rename.
@@ -65,7 +70,7 @@ def folder(target: str | os.PathLike[str]) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     recover(target)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
-    os.chmod(tmp, 0o777 & ~_umask())
+    os.chmod(tmp, 0o777 & ~_UMASK)
     try:
         yield tmp
         _sync_tree(tmp)  # the files' contents are on disk before the rename makes them the target
@@ -96,11 +101,14 @@ def recover(target: str | os.PathLike[str]) -> None:
 
 def _sync_tree(root: Path) -> None:
     for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink():
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            _sync_dir(path)
+        elif path.is_file():
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
-    for folder in (*(p for p in root.rglob("*") if p.is_dir()), root):
-        _sync_dir(folder)
+    _sync_dir(root)
 
 
 def _sync_dir(folder: Path) -> None:

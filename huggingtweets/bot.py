@@ -291,12 +291,8 @@ class Bot:
 
     @property
     def metrics(self) -> dict[str, Any]:
-        path = self.path / "metrics.json"
-        try:
-            metrics = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # missing or damaged: the bot still generates, it just has no figures to show
-            return {}
-        return metrics if isinstance(metrics, dict) else {}
+        metrics = atomic.read_json(self.path / "metrics.json")
+        return metrics if isinstance(metrics, dict) else {}  # missing or damaged: the bot generates, with no figures
 
 
 def _round(value: float) -> float | None:

@@ -153,15 +153,6 @@ def run_fingerprint(config: TrainConfig, base: str, train_texts: list[str], vali
     return digest.hexdigest()[:16]
 
 
-def _read_json(path: Path) -> Any:
-    """A run's own small file, or None when it is missing or damaged (a crash mid-write on a filesystem without
-    atomic rename, a hand edit): the run is then treated as unknown, not as a traceback."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def interrupted_run_posts(
     work_dir: Path, config: TrainConfig, base: str, train_texts: list[str], validation_texts: list[str], data: Any = None
 ) -> tuple[list[str], list[str]] | None:
@@ -173,8 +164,8 @@ def interrupted_run_posts(
     (replies kept now, say), the extra posts are a choice, not news, and this returns None. So it does when there
     is nothing to resume this way: no checkpoint, other settings, or posts gone or edited.
     """
-    run = _read_json(work_dir / "run.json")
-    kept = _read_json(work_dir / POSTS)
+    run = atomic.read_json(work_dir / "run.json")
+    kept = atomic.read_json(work_dir / POSTS)
     if not (isinstance(run, dict) and isinstance(kept, dict) and last_checkpoint(work_dir)):
         return None
     old_train, old_validation = kept.get("train"), kept.get("validation")
@@ -195,7 +186,7 @@ def prepare_work_dir(work_dir: Path, fingerprint: str, restart: bool, posts: dic
     """
     marker = work_dir / "run.json"
     if work_dir.exists():
-        run = _read_json(marker)
+        run = atomic.read_json(marker)
         previous = run.get("fingerprint") if isinstance(run, dict) else None
         if previous is None and not restart and last_checkpoint(work_dir):
             raise HuggingTweetsError(
@@ -220,8 +211,11 @@ def prepare_work_dir(work_dir: Path, fingerprint: str, restart: bool, posts: dic
 
 def last_checkpoint(work_dir: Path) -> str | None:
     """The newest complete checkpoint (Trainer writes `trainer_state.json` last)."""
-    done = [p for p in work_dir.glob("checkpoint-*") if p.name[11:].isdigit() and (p / "trainer_state.json").is_file()]
-    return str(max(done, key=lambda p: int(p.name[11:]))) if done else None
+    def step(path: Path) -> str:
+        return path.name.removeprefix("checkpoint-")
+
+    done = [p for p in work_dir.glob("checkpoint-*") if step(p).isdigit() and (p / "trainer_state.json").is_file()]
+    return str(max(done, key=lambda p: int(step(p)))) if done else None
 
 
 def add_lora(model: Any, rank: int, top_layers: int | None = None) -> Any:
