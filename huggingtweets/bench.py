@@ -605,6 +605,8 @@ def generation(spec: dict[str, Any]) -> dict[str, Any]:
 
         out["perplexity"] = perplexity(model, tokenizer, spec["validation"])  # what int8 costs in quality
     checker = CopyChecker.from_texts(spec.get("train_texts") or [])
+    # Against the bot's posts' length: a bot that sounds like the person also writes posts as long as theirs.
+    out["training_median_characters"] = _median([len(t) for t in spec.get("train_texts") or []])
     generate(model, tokenizer, GenerateOptions(n=2, batch_size=2, max_new_tokens=8, seed=0))  # warm-up
 
     def draw(n: int, batch: int, seed: int, keep_copies: bool = True, attempts: int | None = None) -> tuple[list[Any], float]:
@@ -617,7 +619,8 @@ def generation(spec: dict[str, Any]) -> dict[str, Any]:
 
     def speed(samples: list[Any], seconds: float, batch: int) -> dict[str, Any]:
         return {"posts": len(samples), "batch_size": batch, "seconds": seconds, "posts_per_s": len(samples) / seconds,
-                "ended_share": sum(s.ended for s in samples) / max(1, len(samples))}
+                "ended_share": sum(s.ended for s in samples) / max(1, len(samples)),
+                "median_characters": _median([len(s.text) for s in samples])}
 
     batch = int(spec.get("batch_size", 16))
     batched: list[Any] = []
@@ -1205,6 +1208,10 @@ def markdown(report: dict[str, Any]) -> str:
     mem_q = q.get("memorisation") or {}
     row("quality", f"no 8-word copy, before filter ({mem_q.get('samples_before')} posts)", _pct(by_id.get("no_copy_before", {}).get("value")), *verdict("no_copy_before"))
     row("quality", f"no 8-word copy, after filter ({mem_q.get('samples_after')} posts)", _pct(by_id.get("no_copy_after", {}).get("value")), *verdict("no_copy_after"))
+    if _get(gen, "batched", "median_characters") is not None:
+        row("quality", "post length, median characters: bot (share ended before the token limit) / training posts",
+            f"{_fmt(_get(gen, 'batched', 'median_characters'))} ({_pct(_get(gen, 'batched', 'ended_share'))}) / "
+            f"{_fmt(gen.get('training_median_characters'))}")
     gpu_value = _get(report, "gpu", "train_seconds")
     row("gpu", "3,200 posts × 4 epochs", f"{_fmt(gpu_value)} s" if gpu_value is not None else "n/a", *verdict("gpu_seconds"))
     if report.get("failed_sections"):

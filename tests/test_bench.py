@@ -70,6 +70,10 @@ def test_quick_bench_reports_every_section(home, tiny_llama, posts_file, tmp_pat
     gen = report["generation"]
     assert gen["batch1"]["posts_per_s"] > 0 and gen["batched"]["posts_per_s"] > 0
     assert gen["stream"]["first_text_s"] > 0
+    # The bot's post length beside the person's: the median of the race's training posts, which the bot trained on.
+    race_train = sorted(len(t) for t in bench.load_data(tiny_options(tiny_llama, posts_file)).race_train)
+    assert gen["training_median_characters"] == race_train[len(race_train) // 2]
+    assert 0 < gen["batched"]["median_characters"] <= 280 and 0 <= gen["batched"]["ended_share"] <= 1
 
     for key in ("full_training_rss_bytes", "lora_training_rss_bytes", "generation_rss_bytes"):
         assert isinstance(report["memory"][key], int) and report["memory"][key] > 10_000_000, key
@@ -90,6 +94,7 @@ def test_quick_bench_reports_every_section(home, tiny_llama, posts_file, tmp_pat
 
     assert "| section | measure | value | target | result |" in printed
     assert "| arm | step |" in printed  # the race table
+    assert f"post length, median characters: bot (share ended before the token limit) / training posts | {gen['batched']['median_characters']}" in printed
     assert markdown(report) in printed  # the README can paste what markdown() returns
 
 
