@@ -219,7 +219,7 @@ class Bot:
             "continued_from": continued_from,
             "method": config.method,
             "config": asdict(config),
-            "clean": asdict(corpus.options),
+            "clean": chosen["clean"],
             "generation": {"top_p": 0.95, "temperature": 1.0, "max_new_tokens": 96},
             "stopped_early": result.stopped,
             "posts_left_out": left_out,
@@ -306,11 +306,9 @@ def list_bots(folder: str | Path | None = None) -> list[dict[str, Any]]:
     for path in sorted(root.glob(f"*/{INFO}")):
         if path.parent.name.startswith("."):
             continue  # a save or a training run in progress (or cut off): `.NAME.*.tmp`, `.NAME.training`
-        try:
-            info = json.loads(path.read_text(encoding="utf-8"))
-            metrics = json.loads((path.parent / "metrics.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue  # a half-deleted or foreign folder is not listed
+        info, metrics = atomic.read_json(path), atomic.read_json(path.parent / "metrics.json")
+        if not (isinstance(info, dict) and isinstance(metrics, dict)):
+            continue  # a half-deleted, damaged or foreign folder is not listed
         found.append(
             {
                 "name": path.parent.name,

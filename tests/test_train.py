@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 import math
+import shutil
 import threading
 from pathlib import Path
 
@@ -79,6 +80,11 @@ def test_training_lowers_validation_loss_and_writes_a_complete_bot(home, tiny_ll
     card = (folder / "README.md").read_text()
     assert "AI-generated" in card and "| account |" in card and str(tiny_llama) in card
     assert not (home / ".bot.training").exists()  # checkpoints are removed once the bot is written
+    assert [b["name"] for b in list_bots(home)] == ["bot"]
+    # Damaged or foreign folders beside it are left out, not a traceback: JSON that is not an object, bytes that are not text.
+    for name, file, content in (("listed", "huggingtweets.json", b"[]"), ("binary", "huggingtweets.json", b"\xff\xfe"), ("figures", "metrics.json", b"7")):
+        shutil.copytree(folder, home / name)
+        (home / name / file).write_bytes(content)
     assert [b["name"] for b in list_bots(home)] == ["bot"]
     assert bot.info["method"] == "full"
 
