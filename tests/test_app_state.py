@@ -261,6 +261,21 @@ def test_a_typed_token_moves_out_of_the_widget_state(home: Path) -> None:
     assert SECRET not in json.dumps(widgets.Widget.get_manager_state(drop_defaults=False), default=str)
 
 
+def test_a_token_can_be_forgotten(home: Path) -> None:
+    from huggingtweets.app import App
+
+    app = App()
+    assert app.data.forget.layout.display == "none"  # nothing to forget yet
+    app.data.token.value = SECRET
+    assert app.data.forget.layout.display is None
+    app.data.forget.click()
+    assert app.state.data.x_bearer_token == ""
+    assert "never shown" in app.data.token.placeholder and app.data.forget.layout.display == "none"
+    # A token set before the panel was built (from the environment) shows as set and can be forgotten too.
+    app.state.data.x_bearer_token = SECRET
+    assert "token set" in app.data.token.placeholder and app.data.forget.layout.display is None
+
+
 def test_the_stop_button_stops_training_and_the_bar_says_so(home: Path, archive_zip: Path, tiny_llama: Path) -> None:
     from huggingtweets.app import App
 

@@ -186,8 +186,10 @@ class DataPanel(widgets.VBox):
             description="X token", placeholder=TOKEN_PROMPT, continuous_update=False, layout=widgets.Layout(width="60%"),
         )
         self.token.observe(guarded(step, self._take_token), "value")
-        if step.x_bearer_token:
-            self.token.placeholder = TOKEN_SET
+        self.forget = widgets.Button(description="Forget token", icon="times", layout=auto())
+        self.forget.on_click(guarded(step, lambda _: setattr(step, "x_bearer_token", "")))
+        step.observe(guarded(step, self._show_token), "x_bearer_token")
+        self._show_token()
         self.upload = widgets.FileUpload(accept=",".join(UPLOAD_SUFFIXES), multiple=True, description="Upload files")
         self.upload.observe(guarded(step, self._on_upload), "value")
         self.uploaded = widgets.HTML()
@@ -213,7 +215,7 @@ class DataPanel(widgets.VBox):
         )
         super().__init__(
             [
-                widgets.HTML("<h3>1. Data</h3>"), hint, self.sources, self.token,
+                widgets.HTML("<h3>1. Data</h3>"), hint, self.sources, widgets.HBox([self.token, self.forget]),
                 widgets.HBox([self.upload, self.clear, self.uploaded]),
                 widgets.HBox([self.keep_replies, self.keep_retweets, self.fetch]),
                 status_line(step), error_line(step), self.table, self.figure,
@@ -230,7 +232,11 @@ class DataPanel(widgets.VBox):
             self.token.value = ""  # also for whitespace: the field never keeps what was typed
         if token:
             self.step.x_bearer_token = token
-            self.token.placeholder = TOKEN_SET
+
+    def _show_token(self, _: object = None) -> None:
+        """Say whether a token is set (never which), and offer to forget it only then."""
+        self.token.placeholder = TOKEN_SET if self.step.x_bearer_token else TOKEN_PROMPT
+        self.forget.layout.display = None if self.step.x_bearer_token else "none"
 
     def _on_upload(self, change: dict[str, Any]) -> None:
         files = uploaded_files(change["new"])
