@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Literal, get_args
 
 import torch
@@ -85,13 +85,29 @@ def compiled(layers: Iterable[torch.nn.Module]) -> Iterator[None]:
     try:
         for layer in layers:
             layer.forward = _training_only(layer.forward, torch.compile(layer.forward), failed)  # shadows the class's forward
-        yield
+        with _backward_compiled_with_forward():
+            yield
     finally:
         for layer, forward in zip(layers, before):
             if forward is None:
                 layer.__dict__.pop("forward", None)
             else:
                 layer.forward = forward
+
+
+def _backward_compiled_with_forward() -> AbstractContextManager[object]:
+    """Compile each graph's backward along with its forward, inside the forward call.
+
+    By default the backward graph is compiled at the first backward pass. A failure there could not fall back:
+    the compiled forward has already run and the error comes out of `loss.backward()`. Compiled with the forward,
+    it fails inside the call `_training_only` guards, which runs that call eager instead. (Torch versions without
+    the setting keep the lazy backward.)
+    """
+    import torch._functorch.config as functorch_config
+
+    if not hasattr(functorch_config, "force_non_lazy_backward_lowering"):
+        return nullcontext()
+    return functorch_config.patch(force_non_lazy_backward_lowering=True)
 
 
 def _training_only(plain: Callable[..., Any], fast: Callable[..., Any], failed: list[str]) -> Callable[..., Any]:

@@ -411,3 +411,32 @@ def test_a_compilation_that_fails_mid_run_falls_back_to_eager(tiny_llama, monkey
     torch.testing.assert_close(got, expected)
     warned = [r.getMessage() for r in caplog.records if r.name == "huggingtweets.compiling"]
     assert warned == ["torch.compile failed mid-run (RuntimeError: g++ crashed): training goes on without it"]  # once, not per layer
+
+
+def test_a_backward_that_fails_to_compile_falls_back_to_eager(tiny_llama, monkeypatch, caplog):
+    # A real torch.compile whose backward compiler fails. Compiled lazily (torch's default), the failure would
+    # surface in loss.backward(), after the compiled forward has run, with nothing left to fall back to.
+    import torch._dynamo.exc
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    from huggingtweets import compiling
+
+    def failing_backward(graph, inputs):
+        raise RuntimeError("g++ crashed in the backward")
+
+    backend = aot_autograd(fw_compiler=lambda graph, inputs: make_boxed_func(graph.forward), bw_compiler=failing_backward)
+    real_compile = torch.compile
+    monkeypatch.setattr(compiling.torch, "compile", lambda forward: real_compile(forward, backend=backend))
+    torch._dynamo.reset()
+    model = models.load_model(str(tiny_llama))
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    model(ids, labels=ids).loss.backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    with caplog.at_level("WARNING", logger="huggingtweets.compiling"), compiling.compiled(layer_stack(model)):
+        model(ids, labels=ids).loss.backward()
+    for got, want in zip([p.grad for p in model.parameters()], expected):
+        torch.testing.assert_close(got, want)
+    warned = [r.getMessage() for r in caplog.records if r.name == "huggingtweets.compiling"]
+    assert len(warned) == 1 and "g++ crashed in the backward" in warned[0] and "training goes on without it" in warned[0]
