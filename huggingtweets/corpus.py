@@ -85,6 +85,7 @@ def build_corpus(
     if not sources:
         raise HuggingTweetsError("no source given: pass an X archive, a CSV/JSONL/TXT file, or a handle")
     options = clean_options or CleanOptions()
+    options.validate()  # before fetching: a paid API is not read for settings that cannot be used
     fetch = fetch_options or FetchOptions(include_replies=options.keep_replies, include_reposts=options.keep_retweets)
     accounts = []
     for source in sources:

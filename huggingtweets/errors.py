@@ -16,3 +16,12 @@ class HuggingTweetsError(Exception):
 
 class TooLittleText(HuggingTweetsError):
     """Raised when the cleaned posts hold too little text to fine-tune on."""
+
+
+MAX_SEED = 2**32 - 1  # numpy's limit (Trainer seeds numpy too); torch takes more
+
+
+def check_seed(seed: int | None) -> None:
+    """A one-line error for a seed the random number generators would reject (mid-run, with a traceback)."""
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise HuggingTweetsError(f"seed must be between 0 and {MAX_SEED}, got {seed}")

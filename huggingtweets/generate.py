@@ -22,7 +22,7 @@ import torch
 from transformers import LogitsProcessorList
 
 from .dataset import markers
-from .errors import HuggingTweetsError
+from .errors import HuggingTweetsError, check_seed
 from .memorisation import CopyChecker
 from .sampling import NucleusSampler
 
@@ -53,6 +53,7 @@ class GenerateOptions:
             raise HuggingTweetsError(f"top-p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0 or self.max_new_tokens <= 0 or self.batch_size <= 0:
             raise HuggingTweetsError("top-k must be >= 0; max new tokens and batch size must be positive")
+        check_seed(self.seed)
 
 
 @dataclass

@@ -78,7 +78,7 @@ def to_int(value: Any) -> int | None:
         return None
     try:
         return int(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: inf, or a number past float's range
         return None
 
 

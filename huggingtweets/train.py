@@ -32,7 +32,7 @@ import torch
 from . import atomic
 from .compiling import MIN_STEPS, Compile, check_setting, compile_wanted, compiled
 from .dataset import Blocks, build_blocks, steps_per_epoch
-from .errors import HuggingTweetsError
+from .errors import HuggingTweetsError, check_seed
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ class TrainConfig:
             raise HuggingTweetsError(f"learning rate must be positive, got {self.learning_rate}")
         if self.lora_layers is not None and self.lora_layers <= 0:
             raise HuggingTweetsError(f"LoRA layers must be positive, got {self.lora_layers}")
+        check_seed(self.seed)
         if self.method not in ("auto", "lora", "full"):
             raise HuggingTweetsError(f"method must be lora, full or auto, got {self.method}")
         check_setting(self.compile)

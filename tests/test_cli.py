@@ -94,6 +94,21 @@ def test_bad_numbers_and_commands(capsys, argv, words):
     assert_one_line_error(exit_.value.code, capsys.readouterr().err, *words)
 
 
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--min-engagement-percentile", "150"], ["percentile", "between 0 and 100"]),
+        (["--min-engagement-percentile", "nan"], ["percentile", "between 0 and 100"]),
+        (["--seed", "-1"], ["seed", "between 0 and"]),
+    ],
+)
+def test_bad_settings_are_refused_before_any_source_is_read(capsys, home, monkeypatch, argv, words):
+    import huggingtweets.corpus
+
+    monkeypatch.setattr(huggingtweets.corpus, "load", lambda *a: pytest.fail("a source was read"))
+    assert_one_line_error(*run(capsys, "train", "@someone", *argv)[::2], *words)
+
+
 def test_missing_and_corrupt_bot_folders(capsys, tmp_path, home):
     code, _, err = run(capsys, "generate", str(tmp_path / "nobot"))
     assert_one_line_error(code, err, "does not exist")

@@ -219,6 +219,11 @@ def test_archive_fields(tmp_path: Path) -> None:
     assert posts["3"].likes == 12 and type(posts["3"].likes) is int
     assert posts["3"].reposts == 3 and type(posts["3"].reposts) is int
     assert posts["5"].likes is None and posts["5"].reposts is None
+
+    # A count past float's range is unknown too, not a crash.
+    from huggingtweets.posts import to_int
+
+    assert to_int("inf") is None and to_int(1e999) is None and to_int("1e999") is None and to_int("7.0") == 7
     # created_at is timezone-aware and keeps the offset.
     when = posts["3"].created_at
     assert when is not None and when.utcoffset() == timedelta(hours=2)

@@ -103,7 +103,7 @@ def test_stream_yields_growing_text_and_a_final_verdict(bot: Bot):
     assert parts[-1].text.startswith("the")
 
 
-@pytest.mark.parametrize("bad", [dict(n=0), dict(temperature=0.0), dict(top_p=1.5), dict(max_new_tokens=0)])
+@pytest.mark.parametrize("bad", [dict(n=0), dict(temperature=0.0), dict(top_p=1.5), dict(max_new_tokens=0), dict(seed=-1), dict(seed=2**64)])
 def test_bad_generation_settings_are_refused(bot: Bot, bad):
     with pytest.raises(HuggingTweetsError):
         bot.generate(**{"n": 1, **bad})

@@ -232,10 +232,51 @@ def test_continue_training_an_existing_bot_on_new_posts(home, tiny_llama, tmp_pa
     assert v2.perplexity(held_out) < before
 
 
+def test_a_full_bot_continued_with_lora_under_its_own_name_keeps_its_weights(home, tiny_llama, tmp_path):
+    # LoRA over a bot's own weights, saved where that bot is (the app's default name for the same account):
+    # an adapter-only folder would have replaced the weights it needs.
+    first = tmp_path / "first.txt"
+    first.write_text("\n".join(make_posts(300, seed=5)))
+    newer = tmp_path / "newer.txt"
+    newer.write_text("\n".join("water sound people " + p for p in make_posts(300, seed=6)))
+    Bot.train_corpus(corpus_of(first), home / "alice", base_model=str(tiny_llama), config=fast(epochs=1), show_progress=False)
+    _, held_out = corpus_of(newer).texts()
+    before = Bot.load(home / "alice").perplexity(held_out)
+    Bot.train_corpus(corpus_of(newer), home / "alice", base_model=str(home / "alice"), config=fast(method="lora", epochs=1), show_progress=False)
+    again = Bot.load(home / "alice")
+    assert again.info["method"] == "lora" and again.info["adapter"] is False
+    assert not (home / "alice" / "adapter_config.json").exists() and (home / "alice" / "model.safetensors").is_file()
+    assert again.perplexity(held_out) < before
+    card = (home / "alice" / "README.md").read_text()
+    assert "merged into the weights" in card and "library_name: transformers" in card
+
+
+def test_a_lora_bot_continued_as_a_full_fine_tune_gets_the_full_settings(home, tiny_llama, tmp_path):
+    posts = tmp_path / "posts.txt"
+    posts.write_text("\n".join(make_posts(300, seed=5)))
+    Bot.train_corpus(corpus_of(posts), home / "v1", base_model=str(tiny_llama), config=fast(method="lora", epochs=1), show_progress=False)
+    full = TrainConfig(method="full", epochs=1, block_size=64)  # learning rate and batch size left to the method's defaults
+    v2 = Bot.train_corpus(corpus_of(posts), home / "v2", base_model=str(home / "v1"), config=full, show_progress=False)
+    assert v2.info["method"] == "full" and not v2.info["adapter"] and v2.info["base_model"] == str((home / "v1").resolve())
+    assert (v2.info["config"]["learning_rate"], v2.info["config"]["batch_size"]) == (1e-4, 8)  # not LoRA's 2e-3 at batch 2
+    shutil.rmtree(home / "v1")
+    assert Bot.load(home / "v2").generate(n=1, seed=0)  # whole weights: it needs nothing from v1
+
+
+def test_a_relative_base_model_path_is_stored_absolute(home, tiny_llama, tmp_path, monkeypatch):
+    posts = tmp_path / "posts.txt"
+    posts.write_text("\n".join(make_posts(300, seed=5)))
+    monkeypatch.chdir(tiny_llama.parent)
+    Bot.train_corpus(corpus_of(posts), home / "bot", base_model=tiny_llama.name, config=fast(method="lora", epochs=1), show_progress=False)
+    monkeypatch.chdir(tmp_path)  # somewhere the relative path means nothing
+    bot = Bot.load(home / "bot")
+    assert bot.info["base_model"] == str(tiny_llama.resolve()) and bot.generate(n=1, seed=0)
+
+
 @pytest.mark.parametrize(
     "bad, message",
     [(dict(epochs=0), "epochs"), (dict(learning_rate=-1.0), "learning rate"), (dict(batch_size=0), "batch size"), (dict(method="half"), "method"),
-     (dict(lora_layers=0), "LoRA layers"), (dict(compile="yes"), "compile")],
+     (dict(lora_layers=0), "LoRA layers"), (dict(compile="yes"), "compile"), (dict(seed=-1), "seed"), (dict(seed=2**32), "seed")],
 )
 def test_bad_settings_are_refused(bad, message):
     with pytest.raises(HuggingTweetsError, match=message):
