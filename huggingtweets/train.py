@@ -195,7 +195,8 @@ def prepare_work_dir(work_dir: Path, fingerprint: str, restart: bool, posts: dic
                 "pass --restart to discard them"
             )
         if previous != fingerprint:
-            if not restart:
+            # A run stopped before its first checkpoint left nothing to resume or to lose: start afresh.
+            if not restart and last_checkpoint(work_dir):
                 raise HuggingTweetsError(
                     f"{work_dir} holds checkpoints of a different training run (other data or settings): "
                     "pass --restart to discard them, or train with the same data and settings to resume"

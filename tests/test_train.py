@@ -217,6 +217,22 @@ def test_damaged_checkpoint_folders_give_clear_choices(tmp_path):
     assert json.loads((work / "run.json").read_text()) == {"fingerprint": "abc"} and not (work / "checkpoint-7").exists()
 
 
+def test_a_run_stopped_before_its_first_checkpoint_does_not_block_a_different_one(tmp_path):
+    work = tmp_path / ".bot.training"
+    assert prepare_work_dir(work, "first", restart=False, posts={"train": ["old"], "validation": []}) is None
+    (work / "checkpoint-3").mkdir()  # cut off while being written: no trainer_state.json, nothing to resume
+    # Other posts (the account gained one) or other settings: no --restart needed when nothing would be lost.
+    assert prepare_work_dir(work, "second", restart=False, posts={"train": ["new"], "validation": []}) is None
+    assert json.loads((work / "run.json").read_text()) == {"fingerprint": "second"}
+    assert json.loads((work / "posts.json").read_text())["train"] == ["new"] and not (work / "checkpoint-3").exists()
+    # Once there is a checkpoint, a different run must not discard it unasked.
+    (work / "checkpoint-5").mkdir()
+    (work / "checkpoint-5" / "trainer_state.json").write_text("{}")
+    with pytest.raises(HuggingTweetsError, match="different training run"):
+        prepare_work_dir(work, "third", restart=False)
+    assert (work / "checkpoint-5").is_dir()
+
+
 def test_continue_training_an_existing_bot_on_new_posts(home, tiny_llama, tmp_path):
     first = tmp_path / "first.txt"
     first.write_text("\n".join(make_posts(300, seed=5)))
