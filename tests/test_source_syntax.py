@@ -80,9 +80,10 @@ def test_bad_handles_are_one_line_errors(source, home):
     with pytest.raises(HuggingTweetsError) as e:
         parse_source(source)
     assert "\n" not in str(e.value)
-    if is_remote(source):  # and loading stops there too, before any file or request
-        with pytest.raises(HuggingTweetsError):
+    if is_remote(source):  # and loading stops there too, with the same error, before any file or request
+        with pytest.raises(HuggingTweetsError) as loading:
             load(source, FetchOptions(offline=True))
+        assert str(loading.value) == str(e.value)  # not "nothing cached", which offline loading says after the check
     assert not (home / "data").exists()
 
 
