@@ -47,13 +47,13 @@ class Split:
 def split_posts(posts: list[Post], validation_share: float = 0.1) -> Split:
     """Hold out the newest posts (not a random sample): the bot is judged on what the person wrote next.
 
-    Posts without dates keep their order and the last ones are held out.
+    Posts without dates go before the dated ones, in their order, so only dated posts are held out while there
+    are enough of them; with no dates at all, the last posts are held out.
     """
     if not 0 <= validation_share < 1:
         raise HuggingTweetsError(f"validation share must be in [0, 1), got {validation_share}")
-    ordered = list(posts)
-    if ordered and all(p.created_at for p in ordered):
-        ordered.sort(key=lambda p: p.created_at)  # type: ignore[arg-type, return-value]
+    # (False,) sorts before every (True, date), and dates are only compared with dates. The sort is stable.
+    ordered = sorted(posts, key=lambda p: (True, p.created_at) if p.created_at else (False,))
     n_val = int(len(ordered) * validation_share)
     if validation_share > 0 and len(ordered) >= 10:
         n_val = max(1, n_val)

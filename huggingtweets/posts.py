@@ -53,13 +53,21 @@ class Post:
 
 
 def parse_time(value: object) -> datetime | None:
-    """ISO 8601 (with `Z` or an offset) or X's `Thu Nov 03 08:50:26 +0000 2022`; None if neither.
+    """ISO 8601 (with `Z`, an offset or a ` UTC` suffix), X's `Thu Nov 03 08:50:26 +0000 2022`, or Unix seconds
+    (a number, or digits in a CSV); None if none of these.
 
     A time without an offset is taken as UTC, so that every parsed time can be compared with every other.
     """
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):  # out of range, or nan
+            return None
     if not isinstance(value, str):
         return None
-    value = value.strip()
+    value = value.strip().removesuffix(" UTC").removesuffix(" GMT")
     for parse in (
         lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")),
         lambda v: datetime.strptime(v, "%a %b %d %H:%M:%S %z %Y"),

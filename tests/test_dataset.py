@@ -61,6 +61,26 @@ def test_split_without_dates_keeps_order_and_holds_out_last() -> None:
     assert len(split.validation) == 3
 
 
+def test_split_holds_out_the_newest_dated_posts_when_some_have_no_date() -> None:
+    # Newest first, as exports list them, with two posts whose date could not be read.
+    posts = list(reversed(dated(30)))
+    posts.insert(3, Post(text="undated one", id="u1"))
+    posts.append(Post(text="undated two", id="u2"))
+    split = split_posts(posts)
+    assert [p.id for p in split.validation] == ["27", "28", "29"]  # not the oldest, which come last in the file
+    assert [p.id for p in split.train[:2]] == ["u1", "u2"]
+
+
+def test_times_in_common_export_formats() -> None:
+    from huggingtweets.posts import parse_time
+
+    expected = datetime(2022, 11, 3, 8, 50, 26, tzinfo=timezone.utc)
+    for value in ("2022-11-03T08:50:26Z", "2022-11-03 08:50:26 UTC", "2022-11-03 08:50:26", "1667465426", 1667465426, 1667465426.0):
+        assert parse_time(value) == expected, value
+    for value in ("yesterday", "", None, True, 1e300, float("nan"), "12:00"):
+        assert parse_time(value) is None, value
+
+
 def test_split_small_and_invalid() -> None:
     assert len(split_posts(dated(10)).validation) == 1
     assert split_posts(dated(12), validation_share=0).validation == []
