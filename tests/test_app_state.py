@@ -132,6 +132,17 @@ def test_secrets_never_reach_errors_or_logs(home: Path, monkeypatch: pytest.Monk
     assert "Traceback" in data.details
 
 
+@pytest.mark.parametrize("variable", ["X_BEARER_TOKEN", "WANDB_API_KEY", "HF_TOKEN"])
+def test_secrets_from_the_environment_never_reach_the_page(home: Path, monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    import huggingtweets.corpus
+
+    monkeypatch.setenv(variable, f"{SECRET}\n")  # as `export X=$(cat file)` can leave it
+    monkeypatch.setattr(huggingtweets.corpus, "build_corpus", lambda *a: (_ for _ in ()).throw(RuntimeError(f"rejected {SECRET}")))
+    data = DataStep(sources="@someone")
+    assert not data.fetch()
+    assert SECRET not in data.error and SECRET not in data.details and "rejected •••" in data.error
+
+
 def test_a_second_action_while_busy_is_refused(home: Path) -> None:
     data = DataStep()
     data._lock.acquire()

@@ -39,6 +39,8 @@ from .. import atomic, paths
 from ..errors import HuggingTweetsError
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+# Secrets read from the environment (by the sources, W&B, the hub): blanked out of everything the page shows.
+SECRET_VARIABLES = ("X_BEARER_TOKEN", "TWITTER_BEARER_TOKEN", "WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 """Largest file the app accepts. A whole X archive with its media is often larger: upload `data/tweets.js`."""
 
 UPLOAD_SUFFIXES = (".zip", ".js", ".csv", ".jsonl", ".txt")
@@ -96,6 +98,10 @@ class Step(HasTraits):
 
     def hide(self, text: str) -> str:
         """`text` without secrets or server paths; steps that hold secrets extend this."""
+        for name in SECRET_VARIABLES:
+            secret = os.environ.get(name, "").strip()
+            if len(secret) >= 8:  # a stray short value would blank out ordinary words
+                text = text.replace(secret, "•••")
         return text.replace(str(uploads_dir()) + os.sep, "")
 
     def explain(self, message: str) -> str:
@@ -164,7 +170,8 @@ class DataStep(Step):
 
     def hide(self, text: str) -> str:
         text = super().hide(text)
-        return text.replace(self.x_bearer_token, "•••") if self.x_bearer_token else text
+        token = self.x_bearer_token.strip()  # as the fetcher sends it
+        return text.replace(token, "•••") if token else text
 
     def source_list(self) -> list[str]:
         return [*split_sources(self.sources), *self.uploads]
