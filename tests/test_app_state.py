@@ -282,9 +282,22 @@ def test_a_token_can_be_forgotten(home: Path) -> None:
     app.data.forget.click()
     assert app.state.data.x_bearer_token == ""
     assert "never shown" in app.data.token.placeholder and app.data.forget.layout.display == "none"
-    # A token set before the panel was built (from the environment) shows as set and can be forgotten too.
+    # A token set in the state by code shows as set and can be forgotten too.
     app.state.data.x_bearer_token = SECRET
     assert "token set" in app.data.token.placeholder and app.data.forget.layout.display is None
+
+
+def test_a_token_in_the_environment_shows_as_in_use(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingtweets.app import App
+
+    monkeypatch.setenv("X_BEARER_TOKEN", SECRET)
+    app = App()
+    assert "from the server's environment" in app.data.token.placeholder and SECRET not in app.data.token.placeholder
+    assert app.data.forget.layout.display == "none"  # nothing typed to forget
+    app.data.token.value = "another-token-typed-in"
+    assert "token set" in app.data.token.placeholder
+    app.data.forget.click()
+    assert "from the server's environment" in app.data.token.placeholder
 
 
 def test_the_stop_button_stops_training_and_the_bar_says_so(home: Path, archive_zip: Path, tiny_llama: Path) -> None:

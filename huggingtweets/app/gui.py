@@ -35,6 +35,7 @@ from .state import AI_LABEL, MAX_UPLOAD_BYTES, UPLOAD_SUFFIXES, AppState, DataSt
 
 TOKEN_PROMPT = "bearer token, only for @handles on X (never shown or stored)"
 TOKEN_SET = "token set for this session (kept in memory only; type another to replace it)"
+TOKEN_FROM_ENVIRONMENT = "using the X token from the server's environment (type another to use that instead)"
 REDRAW_SECONDS = 2.0  # the loss figure is redrawn at most this often while training (and at each evaluation)
 COUNT_COLUMNS = ("account", "read", "retweets", "replies", "short", "duplicates", "kept", "characters")
 
@@ -234,9 +235,10 @@ class DataPanel(widgets.VBox):
             self.step.x_bearer_token = token
 
     def _show_token(self, _: object = None) -> None:
-        """Say whether a token is set (never which), and offer to forget it only then."""
-        self.token.placeholder = TOKEN_SET if self.step.x_bearer_token else TOKEN_PROMPT
-        self.forget.layout.display = None if self.step.x_bearer_token else "none"
+        """Say whether a token is set (never which), and offer to forget a typed one."""
+        origin = self.step.token_origin()
+        self.token.placeholder = {"typed": TOKEN_SET, "environment": TOKEN_FROM_ENVIRONMENT}.get(origin or "", TOKEN_PROMPT)
+        self.forget.layout.display = None if origin == "typed" else "none"
 
     def _on_upload(self, change: dict[str, Any]) -> None:
         files = uploaded_files(change["new"])

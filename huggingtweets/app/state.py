@@ -40,7 +40,8 @@ from ..errors import HuggingTweetsError
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 # Secrets read from the environment (by the sources, W&B, the hub): blanked out of everything the page shows.
-SECRET_VARIABLES = ("X_BEARER_TOKEN", "TWITTER_BEARER_TOKEN", "WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+X_TOKEN_VARIABLES = ("X_BEARER_TOKEN", "TWITTER_BEARER_TOKEN")  # what sources/x.py reads when none is typed
+SECRET_VARIABLES = (*X_TOKEN_VARIABLES, "WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 """Largest file the app accepts. A whole X archive with its media is often larger: upload `data/tweets.js`."""
 
 UPLOAD_SUFFIXES = (".zip", ".js", ".csv", ".jsonl", ".txt")
@@ -167,6 +168,12 @@ class DataStep(Step):
         from ..dataset import MIN_CHARACTERS  # imports torch: only when first needed
 
         return MIN_CHARACTERS
+
+    def token_origin(self) -> str | None:
+        """Where the X token for fetching comes from: "typed", "environment", or None when there is none."""
+        if self.x_bearer_token.strip():
+            return "typed"
+        return "environment" if any(os.environ.get(name, "").strip() for name in X_TOKEN_VARIABLES) else None
 
     def hide(self, text: str) -> str:
         text = super().hide(text)
