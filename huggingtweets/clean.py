@@ -100,8 +100,13 @@ class Cleaned:
         return table([self.counts])
 
 
-def clean_text(text: str, options: CleanOptions) -> str:
-    if options.unescape_html:
+# Sources whose text is already plain (Mastodon's HTML is turned into text when fetched; Bluesky's is text): a
+# "&lt;" left in them is what the person typed. X escapes &, < and > in its archive and API.
+PLAIN_TEXT_SOURCES = frozenset({"mastodon", "bluesky"})
+
+
+def clean_text(text: str, options: CleanOptions, plain: bool = False) -> str:
+    if options.unescape_html and not plain:
         text = html.unescape(text)
     if options.remove_urls:
         text = URL.sub(" ", text)
@@ -143,7 +148,7 @@ def clean(posts: list[Post], options: CleanOptions | None = None, account: str =
         if post.is_reply and not options.keep_replies:
             counts.replies += 1
             continue
-        text = clean_text(post.text, options)
+        text = clean_text(post.text, options, plain=post.source in PLAIN_TEXT_SOURCES)
         if word_count(text) < options.min_words:
             counts.short += 1
             continue

@@ -44,7 +44,7 @@ class Post:
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in names}
         when = kwargs.get("created_at")
-        kwargs["created_at"] = parse_time(when) if isinstance(when, str) and when else None
+        kwargs["created_at"] = parse_time(when)
         kwargs["text"] = str(kwargs.get("text") or "")
         kwargs["id"] = str(kwargs.get("id") or "")
         for key in ("likes", "reposts"):

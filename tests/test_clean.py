@@ -56,6 +56,18 @@ def test_html_entities_unescaped() -> None:
     assert texts(raw.posts) == ["fish &amp; chips &lt;3"]
 
 
+
+def test_plain_text_sources_are_not_unescaped_twice() -> None:
+    from huggingtweets.sources.html import html_to_text
+
+    # On Mastodon, typing "&lt;3" gives HTML "&amp;lt;3": the fetched text holds what was typed, and keeps it.
+    typed = html_to_text("<p>writing &amp;lt;3 in HTML</p>")
+    assert typed == "writing &lt;3 in HTML"
+    for source in ("mastodon", "bluesky"):
+        assert texts(clean([P(typed, source=source)]).posts) == [typed]
+    assert texts(clean([P(typed, source="x-archive")]).posts) == ["writing <3 in HTML"]  # X's own escaping goes
+
+
 def test_whitespace_collapsed() -> None:
     result = clean([P("  first line\n\nsecond   line\tand\r\nthird  ")])
     assert texts(result.posts) == ["first line second line and third"]

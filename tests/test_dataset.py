@@ -79,6 +79,7 @@ def test_times_in_common_export_formats() -> None:
         assert parse_time(value) == expected, value
     for value in ("yesterday", "", None, True, 1e300, float("nan"), "12:00"):
         assert parse_time(value) is None, value
+    assert Post.from_dict({"text": "a JSONL line", "created_at": 1667465426}).created_at == expected
 
 
 def test_split_small_and_invalid() -> None:
