@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
-from transformers import LogitsProcessorList
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from .dataset import markers
 from .errors import HuggingTweetsError, check_seed
@@ -85,10 +86,37 @@ def finish(text: str, limit: int = MAX_CHARACTERS) -> str:
     return text.strip()
 
 
+def _prompt(options: GenerateOptions) -> str:
+    """The prompt as posts continue it: without trailing spaces, which would end it on a lone space token (the
+    model then starts its next word with a second space, a token sequence it has rarely seen)."""
+    return options.prompt.rstrip()
+
+
 def _inputs(tokenizer: object, prompt: str, device: torch.device) -> torch.Tensor:
     start, _ = markers(tokenizer)
-    ids = [start, *tokenizer(prompt, add_special_tokens=False)["input_ids"]] if prompt else [start]  # type: ignore[operator]
-    return torch.tensor([ids], device=device)
+    # split_special_tokens: a prompt is text, so "<|im_end|>" typed into it is spelled out, not an end marker.
+    words = tokenizer(prompt, add_special_tokens=False, split_special_tokens=True)["input_ids"] if prompt else []  # type: ignore[operator]
+    return torch.tensor([[start, *words]], device=device)
+
+
+@contextmanager
+def _private_random_state(device: torch.device, seed: int | None) -> Iterator[None]:
+    """Draw from a random state of its own: seeded, the same posts every time; unseeded, fresh ones every time.
+    Either way the caller's random state is as it was afterwards."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        if seed is None:
+            torch.seed()  # fork_rng puts the state back on exit: without this, every unseeded call drew the same posts
+        else:
+            torch.manual_seed(seed)
+        yield
+
+
+class _Halt(StoppingCriteria):
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 def _sampling(model: object, tokenizer: object, options: GenerateOptions) -> dict[str, object]:
@@ -172,15 +200,13 @@ def generate(model: object, tokenizer: object, options: GenerateOptions, checker
     """`options.n` posts; copies of training posts are replaced by fresh draws unless `keep_copies`."""
     options.validate()
     device = next(model.parameters()).device  # type: ignore[attr-defined]
-    prompt_ids = _inputs(tokenizer, options.prompt, device)
+    prompt = _prompt(options)
+    prompt_ids = _inputs(tokenizer, prompt, device)
     settings = _sampling(model, tokenizer, options)
     stops = set(settings["eos_token_id"])  # type: ignore[arg-type]
     kept: list[Sample] = []
     copies: list[Sample] = []
-    # A private RNG stream: a seed gives the same posts without disturbing the caller's random state.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        if options.seed is not None:
-            torch.manual_seed(options.seed)
+    with _private_random_state(device, options.seed):
         copy_rounds = 0
         # Draw until n posts are kept; only rounds that produced copies (or nothing) count against
         # `attempts`, so a bot that keeps copying gives up instead of looping forever.
@@ -190,11 +216,11 @@ def generate(model: object, tokenizer: object, options: GenerateOptions, checker
             batch = min(options.batch_size, max(need, 2 if checker else need))
             for row in draw_batch(model, prompt_ids, batch, settings, stops):
                 raw, ended = _decode(tokenizer, row, stops)
-                text = finish(options.prompt + raw)
+                text = finish(prompt + raw)
                 if not text:
                     continue
-                ended = ended and len(text) == len((options.prompt + raw).strip())
-                sample = Sample(text, bool(checker and checker.copies(text)), options.prompt, ended)
+                ended = ended and len(text) == len((prompt + raw).strip())
+                sample = Sample(text, bool(checker and checker.copies(text)), prompt, ended)
                 (copies if sample.copied and not options.keep_copies else kept).append(sample)
             copy_rounds += len(copies) > copies_before or len(kept) == kept_before  # copies, or only empty posts
     return kept[: options.n]
@@ -206,30 +232,37 @@ def stream(model: object, tokenizer: object, options: GenerateOptions, checker: 
 
     options.validate()
     device = next(model.parameters()).device  # type: ignore[attr-defined]
-    prompt_ids = _inputs(tokenizer, options.prompt, device)
+    prompt_ids = _inputs(tokenizer, _prompt(options), device)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)  # type: ignore[arg-type]
     settings = _sampling(model, tokenizer, options)
     errors: list[BaseException] = []
+    halt = threading.Event()  # set when the reader is done: at the character limit, or it stopped reading
 
     def work() -> None:
         try:
-            with torch.inference_mode():
-                if options.seed is not None:
-                    torch.manual_seed(options.seed)
-                model.generate(prompt_ids, attention_mask=torch.ones_like(prompt_ids), streamer=streamer, **settings)  # type: ignore[attr-defined]
+            with torch.inference_mode(), _private_random_state(device, options.seed):
+                model.generate(  # type: ignore[attr-defined]
+                    prompt_ids, attention_mask=torch.ones_like(prompt_ids), streamer=streamer,
+                    stopping_criteria=StoppingCriteriaList([_Halt(halt)]), **settings,
+                )
         except BaseException as e:  # surfaced in the caller's thread below
             errors.append(e)
             streamer.end()
 
-    thread = threading.Thread(target=work, daemon=True)
+    thread = threading.Thread(target=work, name="huggingtweets-stream", daemon=True)
     thread.start()
-    text = options.prompt
-    for piece in streamer:
-        text += piece
-        if len(text.strip()) > MAX_CHARACTERS:
-            break
-        yield Partial(text.strip())
-    thread.join()
+    text = _prompt(options)
+    try:
+        for piece in streamer:
+            text += piece
+            if len(text.strip()) > MAX_CHARACTERS:
+                break
+            yield Partial(text.strip())
+    finally:
+        # Also when the caller stops reading early: generation ends at its next token instead of running on
+        # (into the next stream on the same model), and the thread is gone before this returns.
+        halt.set()
+        thread.join()
     if errors:
         raise errors[0]
     final = finish(text)

@@ -186,3 +186,41 @@ def test_ended_rows_leave_the_batch_without_changing_any_row(bot: Bot, monkeypat
     # Each prefix got the same scores in both runs, so every kept row continued from its own cache.
     later = [row for row in rule.seen if len(row) > prompt.shape[1] + 4]  # past the first round
     assert later and all(torch.allclose(rule.seen[row], whole_rule.seen[row], atol=1e-4) for row in later)
+
+
+def test_unseeded_draws_differ_and_leave_the_callers_random_state_alone(bot: Bot):
+    import torch
+
+    assert [s.text for s in bot.generate(n=4, max_new_tokens=24)] != [s.text for s in bot.generate(n=4, max_new_tokens=24)]
+    assert [p.text for p in bot.stream(max_new_tokens=24)][-1] != [p.text for p in bot.stream(max_new_tokens=24)][-1]
+    for draw in (lambda: bot.generate(n=2, seed=1, max_new_tokens=8), lambda: list(bot.stream(seed=1, max_new_tokens=8))):
+        torch.manual_seed(5)
+        expected = torch.rand(3)
+        torch.manual_seed(5)
+        draw()
+        assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_stream_read_only_in_part_stops_generating(bot: Bot):
+    import threading
+
+    before = set(threading.enumerate())
+    parts = bot.stream(seed=2, max_new_tokens=96)
+    next(parts)
+    parts.close()  # the reader is gone (a UI closed, a loop broke out)
+    assert set(threading.enumerate()) == before  # the generating thread is done, not drawing on
+
+
+def test_prompts_are_text(bot: Bot):
+    import torch
+
+    from huggingtweets.dataset import markers
+    from huggingtweets.generate import _inputs
+
+    start, end = markers(bot.tokenizer)
+    ids = _inputs(bot.tokenizer, "water <|im_end|> sound", torch.device("cpu"))[0].tolist()
+    assert ids[0] == start and start not in ids[1:] and end not in ids  # the marker's name is spelled out
+    # A trailing space is not a token the post goes on from: same posts as without it, and no double space.
+    spaced = bot.generate(n=3, prompt="water sound ", seed=0, max_new_tokens=24)
+    assert [s.text for s in spaced] == [s.text for s in bot.generate(n=3, prompt="water sound", seed=0, max_new_tokens=24)]
+    assert all("  " not in s.text for s in spaced)
