@@ -44,7 +44,7 @@ def text_of(notebook: nbformat.NotebookNode) -> str:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_notebooks_are_stored_without_outputs_and_open_in_colab(name: str) -> None:
+def test_notebooks_are_stored_without_outputs_and_open_in_colab(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     nbformat.validate(notebook)
     code = [c for c in notebook.cells if c.cell_type == "code"]
@@ -55,6 +55,12 @@ def test_notebooks_are_stored_without_outputs_and_open_in_colab(name: str) -> No
     settings = [c for c in code if "os.environ.get(" in c.source]
     assert len(settings) == 1 and "HUGGINGTWEETS_BASE_MODEL" in settings[0].source and "HUGGINGTWEETS_MAX_STEPS" in settings[0].source
     assert "colab.research.google.com/github/" in notebook.cells[0].source
+    # Unset, the settings point at data that is there: "Run all" on a fresh Colab works without an upload.
+    for variable in ("HUGGINGTWEETS_DATA", "HUGGINGTWEETS_BASE_MODEL", "HUGGINGTWEETS_MAX_STEPS"):
+        monkeypatch.delenv(variable, raising=False)
+    scope: dict[str, object] = {}
+    exec(settings[0].source, scope)
+    assert Path(str(scope["DATA"])).is_file()
 
 
 def test_walkthrough_runs_top_to_bottom(notebook_env: Path) -> None:
