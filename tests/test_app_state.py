@@ -59,6 +59,17 @@ def test_uploads_are_written_only_inside_the_uploads_folder(home: Path) -> None:
     assert data.uploads == [] and not (uploads_dir() / "outside.txt").exists()
 
 
+def test_different_uploads_with_one_name_are_all_kept(home: Path) -> None:
+    data, other_visitor = DataStep(), DataStep()
+    assert data.add_upload("tweets.js", b"first file\n")
+    assert data.add_upload("推文.csv", b"text\nsecond file\n") and data.add_upload("日記.csv", b"text\nthird file\n")
+    assert other_visitor.add_upload("tweets.js", b"another visitor's file\n")
+    assert data.add_upload("tweets.js", b"first file\n")  # the same file again is the same upload
+    contents = [Path(p).read_bytes() for p in data.uploads]
+    assert contents == [b"first file\n", b"text\nsecond file\n", b"text\nthird file\n"]
+    assert Path(other_visitor.uploads[0]).read_bytes() == b"another visitor's file\n"
+
+
 def test_uploads_refuse_other_types_and_big_files(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = DataStep()
     assert not data.add_upload("photo.png", b"\x89PNG")

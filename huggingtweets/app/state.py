@@ -79,6 +79,19 @@ def safe_filename(name: str) -> str:
     return safe_name(stem) + suffix.lower()
 
 
+def _free_name(target: Path, content: bytes) -> Path:
+    """`target`, or `name-2.ext`, `name-3.ext`, ...: the first that is free or already holds `content`.
+
+    Different files can share a name: every archive has a data/tweets.js, names in other scripts all become
+    "account", and visitors of one Voilà server share the uploads folder. None may overwrite another.
+    """
+    candidate, n = target, 1
+    while candidate.exists() and not (candidate.stat().st_size == len(content) and candidate.read_bytes() == content):
+        n += 1
+        candidate = target.with_name(f"{target.stem}-{n}{target.suffix}")
+    return candidate
+
+
 def first_line(error: BaseException) -> str:
     text = str(error).strip()
     return (text.splitlines()[0][:200] if text else "") or type(error).__name__
@@ -201,7 +214,7 @@ class DataStep(Step):
                 "upload data/tweets.js from the archive instead of the whole zip"
             )
         folder = uploads_dir()
-        target = folder / safe_filename(shown)
+        target = _free_name(folder / safe_filename(shown), content)
         folder.mkdir(parents=True, exist_ok=True)
         if target.resolve().parent != folder.resolve():  # safe_filename makes this impossible; be sure anyway
             raise HuggingTweetsError(f"{shown}: not a usable file name")
