@@ -70,6 +70,33 @@ def test_different_uploads_with_one_name_are_all_kept(home: Path) -> None:
     assert Path(other_visitor.uploads[0]).read_bytes() == b"another visitor's file\n"
 
 
+def test_a_saved_upload_is_emptied_from_the_widget_in_ipywidgets_7_and_8() -> None:
+    from datetime import datetime, timezone
+
+    import ipywidgets as widgets
+    from traitlets import Dict, HasTraits, Int
+    from traitlets import List as ListTrait
+
+    from huggingtweets.app.gui import empty_upload
+
+    class Upload7(HasTraits):  # ipywidgets 7.7's FileUpload traits (Colab's): value is read-only
+        _counter = Int()
+        metadata = ListTrait(Dict())
+        data = ListTrait()
+        value = Dict(read_only=True)
+
+    old = Upload7(metadata=[{"name": "a.txt"}], data=[b"one two three"])
+    old.set_trait("value", {"a.txt": {"metadata": {"name": "a.txt"}, "content": b"one two three"}})
+    empty_upload(old)
+    assert old.value == {} and old.data == [] and old.metadata == []
+    new = widgets.FileUpload()
+    when = datetime.now(timezone.utc)
+    new.value = ({"name": "a.txt", "content": memoryview(b"one two three"), "size": 13, "type": "text/plain", "last_modified": when},)
+    empty_upload(new)
+    assert new.value == ()
+    new.close()
+
+
 def test_uploads_refuse_other_types_and_big_files(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = DataStep()
     assert not data.add_upload("photo.png", b"\x89PNG")

@@ -122,6 +122,18 @@ def uploaded_files(value: Any) -> list[tuple[str, bytes]]:
     return [(item["name"], bytes(item["content"])) for item in value]
 
 
+def empty_upload(upload: Any) -> None:
+    """Drop the bytes from a FileUpload (they are saved) so the same file can be chosen again.
+
+    ipywidgets 7, Colab's, has a read-only `value` (built from `data` and `metadata`, which hold the bytes too):
+    assigning to it raised TraitError after every upload there.
+    """
+    upload.set_trait("value", {} if isinstance(upload.value, dict) else ())
+    if upload.has_trait("data"):  # ipywidgets 7
+        upload.set_trait("data", [])
+        upload.set_trait("metadata", [])
+
+
 def counts_table(counts: list[Any]) -> str:
     """The counts as an HTML table: one row per account, and a total row when there are several."""
     rows = list(counts)
@@ -247,8 +259,7 @@ class DataPanel(widgets.VBox):
         for name, content in files:
             if not self.step.add_upload(name, content):
                 break
-        # Drop the bytes from the widget (they are saved) so the same file can be chosen again.
-        self.upload.value = {} if isinstance(change["new"], dict) else ()
+        empty_upload(self.upload)
 
     def _show_uploads(self, _: object = None) -> None:
         names = [os.path.basename(p) for p in self.step.uploads]
