@@ -5,13 +5,15 @@
     make demo
 
 Voilà runs the notebook and shows only its outputs (the app), not its code. It is an optional
-dependency: `pip install "huggingtweets[app]"`.
+dependency, and the notebook lives in the repository's notebooks/: run it from a clone, after
+`pip install -e ".[app]"` (or `make demo`).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import socket
 import sys
 from pathlib import Path
 
@@ -37,7 +39,7 @@ def find_notebook() -> Path:
 
 def voila_args(notebook: Path, port: int = 8866, open_browser: bool = True, ip: str | None = None) -> list[str]:
     """Voilà's command-line arguments for serving `notebook`."""
-    args = [str(notebook), f"--port={port}", "--theme=light"]
+    args = [str(notebook), f"--port={port}", "--Voila.port_retries=0", "--theme=light"]  # this port or none
     if ip:
         args.append(f"--Voila.ip={ip}")
     if not open_browser:
@@ -56,9 +58,21 @@ def main(args: argparse.Namespace) -> int:
         raise HuggingTweetsError("the demo needs Voilà, which is not installed: pip install 'huggingtweets[app]'")
     notebook = find_notebook()
     port = int(getattr(args, "port", 8866))
+    check_port(port)
     print(f"huggingtweets: serving the demo at http://localhost:{port} (Ctrl-C stops it)", file=sys.stderr)
     serve(voila_args(notebook, port=port, open_browser=not getattr(args, "no_browser", False)))
     return 0
+
+
+def check_port(port: int) -> None:
+    """A one-line error when `port` is taken. Voilà would move to another port on its own, and the address
+    printed above (and opened by hand with --no-browser) would be another server's."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as tornado does: a port in TIME_WAIT is free
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise HuggingTweetsError(f"port {port} is in use (another demo or Jupyter server?): stop it, or pass --port with another number") from None
 
 
 def serve(argv: list[str]) -> None:

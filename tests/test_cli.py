@@ -289,3 +289,21 @@ def test_module_entry_point_prints_no_traceback(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr and "nothing.csv" in done.stderr
+
+
+def test_demo_on_a_port_in_use_is_one_line(capsys, monkeypatch):
+    import socket
+
+    from huggingtweets import demo
+
+    monkeypatch.setattr(demo, "serve", lambda argv: pytest.fail("Voilà was started"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert_one_line_error(*run(capsys, "demo", "--port", str(port), "--no-browser")[::2], f"port {port} is in use", "--port")
+    # Free again: Voilà is started, on that port and no other.
+    started = []
+    monkeypatch.setattr(demo, "serve", started.append)
+    assert run(capsys, "demo", "--port", str(port), "--no-browser")[0] == 0
+    assert f"--port={port}" in started[0] and "--Voila.port_retries=0" in started[0]
