@@ -10,6 +10,7 @@ import argparse
 import csv
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -222,8 +223,14 @@ def test_generation_streams_labelled_posts_and_downloads(trained: AppState) -> N
     assert g.run(), g.error
     assert len(g.posts) == 3 and all(p.done and p.text.startswith("the") for p in g.posts)
     assert len(seen) > 3  # updated token by token, not once at the end
-    rows = list(csv.DictReader(io.StringIO(g.as_csv())))
+    table = g.as_csv()
+    assert table.startswith("\ufefftext,")  # Excel reads it as UTF-8
+    rows = list(csv.DictReader(io.StringIO(table.removeprefix("\ufeff"))))
     assert [r["label"] for r in rows] == ["AI-generated"] * 3
+    assert [r["text"] for r in rows] == [p.text for p in g.posts]  # "the ...": nothing a spreadsheet would compute
+    g.posts = [*g.posts, replace(g.posts[0], text="@pal =1+1 is not a formula")]
+    last = list(csv.DictReader(io.StringIO(g.as_csv().removeprefix("\ufeff"))))[-1]
+    assert last["text"] == "'@pal =1+1 is not a formula" and json.loads(g.as_json())[-1]["text"] == "@pal =1+1 is not a formula"
     assert json.loads(g.as_json())[0]["label"] == "AI-generated"
     assert not g.busy and g.status.startswith("3 posts")
 

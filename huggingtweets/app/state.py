@@ -446,12 +446,20 @@ class GenerateStep(Step):
         return json.dumps(self.records(), ensure_ascii=False, indent=1)
 
     def as_csv(self) -> str:
-        rows = self.records()
+        """The posts for a spreadsheet: a byte-order mark, so Excel reads UTF-8 (emoji, accents), and a ' before a
+        text that a spreadsheet would take for a formula (a reply starting with @handle, a post starting with = or
+        -). The JSON download keeps every text exactly."""
+        rows = [{k: _not_a_formula(v) if k in ("text", "prompt") else v for k, v in row.items()} for row in self.records()]
         out = io.StringIO()
+        out.write("\ufeff")
         writer = csv.DictWriter(out, fieldnames=["text", "label", "bot", "prompt", "copies_training_post"])
         writer.writeheader()
         writer.writerows(rows)
         return out.getvalue()
+
+
+def _not_a_formula(value: object) -> object:
+    return f"'{value}" if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")) else value
 
 
 # ---------------------------------------------------------------------------------------------------- the app
