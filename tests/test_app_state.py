@@ -196,6 +196,8 @@ def test_a_missing_embedded_model_shows_when_the_app_opens(home: Path, monkeypat
 
 
 def test_a_second_action_while_busy_is_refused(home: Path) -> None:
+    import threading
+
     data = DataStep()
     data._lock.acquire()
     try:
@@ -203,6 +205,15 @@ def test_a_second_action_while_busy_is_refused(home: Path) -> None:
         assert data.error.startswith("still busy")
     finally:
         data._lock.release()
+    # Once the first action has gone well, the refusal of the second no longer shows.
+    release, started = threading.Event(), threading.Event()
+    first = threading.Thread(target=data.run_action, args=("working…", lambda: (started.set(), release.wait(10))))
+    first.start()
+    started.wait(10)
+    assert not data.fetch() and data.error.startswith("still busy")
+    release.set()
+    first.join()
+    assert data.error == ""
 
 
 def test_training_reports_progress_losses_and_gives_a_bot(trained: AppState) -> None:

@@ -40,6 +40,7 @@ from ..errors import HuggingTweetsError
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 # Secrets read from the environment (by the sources, W&B, the hub): blanked out of everything the page shows.
+BUSY = "still busy with the previous request: wait for it to finish"
 X_TOKEN_VARIABLES = ("X_BEARER_TOKEN", "TWITTER_BEARER_TOKEN")  # what sources/x.py reads when none is typed
 SECRET_VARIABLES = (*X_TOKEN_VARIABLES, "WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 """Largest file the app accepts. A whole X archive with its media is often larger: upload `data/tweets.js`."""
@@ -136,11 +137,13 @@ class Step(HasTraits):
     def run_action(self, status: str, work: Callable[[], object]) -> bool:
         """Run one action: refuse a second at the same time, set `busy`, report what goes wrong; True if it went well."""
         if not self._lock.acquire(blocking=False):
-            self.error = "still busy with the previous request: wait for it to finish"
+            self.error = BUSY
             return False
         self.busy, self.error, self.status = True, "", status
         try:
             work()
+            if self.error == BUSY:  # a click that came while this ran: stale once it is done
+                self.error = ""
             return True
         except Exception as e:  # every failure ends up in the page, none in a lost traceback
             self.status = ""
