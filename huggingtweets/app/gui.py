@@ -223,7 +223,7 @@ class DataPanel(widgets.VBox):
         hint = widgets.HTML(
             "<div class='ht-hint'>Type handles or profile URLs, or upload your X archive (the .zip from "
             "<i>Settings → Download an archive</i>, or its <code>data/tweets.js</code>), a CSV, JSONL or TXT file "
-            "(one post per line), up to {limit} MB each. Retweets and replies are dropped unless kept; links are removed; "
+            "(one post per line), up to {limit} MB each (10 MB in a Jupyter server of your own: see the README). Retweets and replies are dropped unless kept; links are removed; "
             "posts under 3 words and duplicates are dropped.</div>".format(limit=MAX_UPLOAD_BYTES // 2**20)
         )
         super().__init__(
