@@ -246,6 +246,26 @@ def test_generation_streams_labelled_posts_and_downloads(trained: AppState) -> N
     assert not g.busy and g.status.startswith("3 posts")
 
 
+def test_generation_can_be_stopped_and_keeps_the_finished_posts(trained: AppState) -> None:
+    from huggingtweets.app import App
+
+    g = trained.generate
+    g.n, g.prompt, g.temperature = 20, "", 1.0
+    panel = App(state=trained).generate
+    assert panel.stop.disabled
+    # Pressed as the second post starts streaming (a user's click arrives the same way, from another thread).
+    watch = lambda change: len(change["new"]) == 2 and not panel.stop.disabled and panel.stop.click()  # noqa: E731
+    g.observe(watch, "posts")
+    try:
+        assert g.run(), g.error
+    finally:
+        g.unobserve(watch, "posts")
+    assert [p.done for p in g.posts] == [True] and g.status.startswith("stopped: 1 posts")
+    assert panel.stop.disabled and len(g.records()) == 1
+    g.n = 2
+    assert g.run() and len(g.posts) == 2 and not g.status.startswith("stopped")  # the next run is not stopped
+
+
 def test_bad_temperature_is_a_readable_error(trained: AppState) -> None:
     trained.generate.temperature = 0.0
     assert not trained.generate.run()

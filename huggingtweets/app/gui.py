@@ -402,6 +402,8 @@ class GeneratePanel(widgets.VBox):
         link((step, "temperature"), (self.temperature, "value"))
         self.generate = widgets.Button(description="Generate", button_style="primary", icon="magic")
         self.generate.on_click(guarded(step, lambda _: step.start()))
+        self.stop = widgets.Button(description="Stop", button_style="warning", icon="stop", disabled=True)
+        self.stop.on_click(guarded(step, lambda _: step.stop()))
         self.cards = widgets.VBox()
         self.cards.add_class("ht-cards")
         self.downloads = widgets.HTML()
@@ -416,8 +418,8 @@ class GeneratePanel(widgets.VBox):
         )
         super().__init__(
             [
-                widgets.HTML("<h3>3. Generate</h3>"), hint, self.which, self.prompt, self.n, self.temperature, self.generate,
-                status_line(step), error_line(step), self.cards, self.downloads,
+                widgets.HTML("<h3>3. Generate</h3>"), hint, self.which, self.prompt, self.n, self.temperature,
+                widgets.HBox([self.generate, self.stop]), status_line(step), error_line(step), self.cards, self.downloads,
             ]
         )
         self.add_class("ht-generate")
@@ -452,6 +454,7 @@ class GeneratePanel(widgets.VBox):
 
     def _on_busy(self, change: dict[str, Any]) -> None:
         self.generate.disabled = change["new"]
+        self.stop.disabled = not change["new"]
         if change["new"] or not self.step.records():
             self.downloads.value = ""
             return

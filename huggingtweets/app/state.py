@@ -402,12 +402,21 @@ class GenerateStep(Step):
     temperature = Float(1.0)
     posts = List(help="GeneratedPost list, replaced (not mutated) on every update so observers see each token")
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._stop = threading.Event()
+
     def start(self) -> threading.Thread:
         return self.in_background(self.run)
 
     def run(self) -> bool:
         """Generate `n` posts (blocking); `posts` is updated as every token arrives."""
         return self.run_action("generating…", self._generate)
+
+    def stop(self) -> None:
+        """Stop generating: the post being written is dropped, the finished ones are kept."""
+        if self.busy:
+            self._stop.set()
 
     def _generate(self) -> None:
         bot, n, prompt, temperature = self.bot, self.n, self.prompt, self.temperature  # as they were when asked
@@ -417,21 +426,24 @@ class GenerateStep(Step):
             raise HuggingTweetsError(f"number of posts must be between 1 and 50, got {n}")
         done: list[GeneratedPost] = []
         self.posts = []
+        self._stop.clear()
         started = time.perf_counter()
         # An empty post (the model ended at once) is drawn again, a bounded number of times.
         for _ in range(3 * n):
-            if len(done) == n:
+            if len(done) == n or self._stop.is_set():
                 break
             self.status = f"generating post {len(done) + 1} of {n}…"
             post = GeneratedPost("", prompt=prompt)
-            for partial in bot.stream(prompt, temperature=temperature):
+            for partial in bot.stream(prompt, temperature=temperature):  # leaving the loop stops the stream's model
+                if self._stop.is_set():
+                    break
                 post = GeneratedPost(partial.text, partial.done, bool(partial.copied), prompt)
                 self.posts = [*done, post]
-            if post.text:
+            if post.done and post.text:
                 done.append(post)
             self.posts = list(done)
         copies = sum(p.copied for p in done)
-        self.status = f"{len(done)} posts in {time.perf_counter() - started:.0f} s · " + (
+        self.status = ("stopped: " if self._stop.is_set() else "") + f"{len(done)} posts in {time.perf_counter() - started:.0f} s · " + (
             f"{copies} copy a training post" if copies else "none copies a training post"
         )
 
