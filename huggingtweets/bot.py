@@ -216,6 +216,8 @@ class Bot:
                 progress(f"resuming the interrupted run on the posts it started with ({left_out} fetched since left out; --restart trains on all)")
             train_texts, validation_texts = kept
         base_ppl = perplexity(model, tokenizer, validation_texts, config.block_size, config.batch_size) if validation_texts else math.nan
+        if stop is not None and stop.is_set():  # pressed while the model loaded and was measured: nothing to keep yet
+            raise HuggingTweetsError("stopped before the first training step: nothing was trained or saved")
         if progress:
             progress(f"training ({config.method}, {config.epochs:g} epochs, lr {config.learning_rate:g}) on {len(train_texts)} posts")
         result = train_model(

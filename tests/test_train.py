@@ -279,6 +279,16 @@ def test_a_lora_bot_continued_as_a_full_fine_tune_gets_the_full_settings(home, t
     assert Bot.load(home / "v2").generate(n=1, seed=0)  # whole weights: it needs nothing from v1
 
 
+def test_a_stop_before_training_begins_ends_the_run_at_once(home, tiny_llama, tmp_path):
+    posts = tmp_path / "posts.txt"
+    posts.write_text("\n".join(make_posts(300, seed=5)))
+    stop = threading.Event()
+    stop.set()  # pressed while the base model was loading
+    with pytest.raises(HuggingTweetsError, match="stopped before the first training step"):
+        Bot.train_corpus(corpus_of(posts), home / "bot", base_model=str(tiny_llama), config=fast(), stop=stop, show_progress=False)
+    assert not (home / "bot").exists() and not (home / ".bot.training").exists()
+
+
 def test_a_relative_base_model_path_is_stored_absolute(home, tiny_llama, tmp_path, monkeypatch):
     posts = tmp_path / "posts.txt"
     posts.write_text("\n".join(make_posts(300, seed=5)))
