@@ -99,15 +99,26 @@ def _inputs(tokenizer: object, prompt: str, device: torch.device) -> torch.Tenso
     return torch.tensor([[start, *words]], device=device)
 
 
+def _generator(device: torch.device, seed: int | None) -> torch.Generator:
+    """The random numbers of one call: seeded, the same posts every time; unseeded, a seed drawn from torch's global
+    random state, so calls differ and `torch.manual_seed` before one still repeats it. Drawing from a generator of
+    its own, generation neither disturbs nor is disturbed by training running in another thread (the app)."""
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (1,)))
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
+
+
 @contextmanager
-def _private_random_state(device: torch.device, seed: int | None) -> Iterator[None]:
-    """Draw from a random state of its own: seeded, the same posts every time; unseeded, fresh ones every time.
-    Either way the caller's random state is as it was afterwards."""
+def _global_random_state(device: torch.device, generator: torch.Generator, needed: bool) -> Iterator[None]:
+    """For transformers' own sampling (`fast_sampling=False`), which draws from torch's global random state: that
+    state seeded from `generator` for the call, and put back after it."""
+    if not needed:
+        yield
+        return
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        if seed is None:
-            torch.seed()  # fork_rng puts the state back on exit: without this, every unseeded call drew the same posts
-        else:
-            torch.manual_seed(seed)
+        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)))
         yield
 
 
@@ -119,7 +130,7 @@ class _Halt(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-def _sampling(model: object, tokenizer: object, options: GenerateOptions) -> dict[str, object]:
+def _sampling(model: object, tokenizer: object, options: GenerateOptions, generator: torch.Generator | None = None) -> dict[str, object]:
     start, end = markers(tokenizer)
     stops = [end] if start == end else [end, start]  # a new start marker also ends the post
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end  # type: ignore[attr-defined]
@@ -130,7 +141,7 @@ def _sampling(model: object, tokenizer: object, options: GenerateOptions) -> dic
         return dict(do_sample=True, temperature=options.temperature, top_p=options.top_p, top_k=options.top_k or None, **limits)
     # The sampler draws each word and greedy decoding takes it: the same distribution as do_sample=True with
     # these settings, without sorting the whole vocabulary at every step (see sampling.py).
-    sampler = NucleusSampler(options.temperature, options.top_p, options.top_k)
+    sampler = NucleusSampler(options.temperature, options.top_p, options.top_k, generator=generator)
     # Every other truncation a model's generation_config might set is switched off, so only these options apply.
     off = dict(temperature=None, top_p=None, top_k=None, min_p=None, typical_p=None, epsilon_cutoff=None, eta_cutoff=None)
     return dict(do_sample=False, logits_processor=LogitsProcessorList([sampler]), **off, **limits)
@@ -202,11 +213,12 @@ def generate(model: object, tokenizer: object, options: GenerateOptions, checker
     device = next(model.parameters()).device  # type: ignore[attr-defined]
     prompt = _prompt(options)
     prompt_ids = _inputs(tokenizer, prompt, device)
-    settings = _sampling(model, tokenizer, options)
+    generator = _generator(device, options.seed)
+    settings = _sampling(model, tokenizer, options, generator)
     stops = set(settings["eos_token_id"])  # type: ignore[arg-type]
     kept: list[Sample] = []
     copies: list[Sample] = []
-    with _private_random_state(device, options.seed):
+    with _global_random_state(device, generator, needed=not options.fast_sampling):
         copy_rounds = 0
         # Draw until n posts are kept; only rounds that produced copies (or nothing) count against
         # `attempts`, so a bot that keeps copying gives up instead of looping forever.
@@ -234,13 +246,14 @@ def stream(model: object, tokenizer: object, options: GenerateOptions, checker: 
     device = next(model.parameters()).device  # type: ignore[attr-defined]
     prompt_ids = _inputs(tokenizer, _prompt(options), device)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)  # type: ignore[arg-type]
-    settings = _sampling(model, tokenizer, options)
+    generator = _generator(device, options.seed)  # here: an unseeded stream's seed comes from the caller's random state
+    settings = _sampling(model, tokenizer, options, generator)
     errors: list[BaseException] = []
     halt = threading.Event()  # set when the reader is done: at the character limit, or it stopped reading
 
     def work() -> None:
         try:
-            with torch.inference_mode(), _private_random_state(device, options.seed):
+            with torch.inference_mode(), _global_random_state(device, generator, needed=not options.fast_sampling):
                 model.generate(  # type: ignore[attr-defined]
                     prompt_ids, attention_mask=torch.ones_like(prompt_ids), streamer=streamer,
                     stopping_criteria=StoppingCriteriaList([_Halt(halt)]), **settings,

@@ -30,10 +30,14 @@ class NucleusSampler(LogitsProcessor):
     sort puts first (rare in float32 scores, more common in bf16 ones: ~1e-3 in total variation there).
     """
 
-    def __init__(self, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, tries: int = 8) -> None:
+    def __init__(
+        self, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, tries: int = 8, generator: torch.Generator | None = None
+    ) -> None:
+        """`generator`: where the random numbers come from (None: torch's global random state)."""
         if not temperature > 0 or not 0 < top_p <= 1 or top_k < 0 or tries < 1:
             raise ValueError("temperature > 0, 0 < top_p <= 1, top_k >= 0 and tries >= 1 are required")
         self.temperature, self.top_p, self.top_k, self.tries = temperature, top_p, top_k, tries
+        self.generator = generator
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         chosen = self.draw(scores)
@@ -61,7 +65,7 @@ class NucleusSampler(LogitsProcessor):
         for _ in range(self.tries if self.top_p >= 0.5 else 0):
             every = len(rows) == len(probs)  # the first round: no copy of the rows
             p, cum = (probs, cumulative) if every else (probs[rows], cumulative[rows])
-            pick = _inverse_cdf(cum).clamp_(max=p.shape[-1] - 1)
+            pick = _inverse_cdf(cum, self.generator).clamp_(max=p.shape[-1] - 1)
             picked = p.gather(-1, pick)
             kept = picked[:, 0] > 0  # u rounded up to the row's total lands past the end: draw again
             if self.top_p < 1:
@@ -84,15 +88,15 @@ class NucleusSampler(LogitsProcessor):
         smallest = probs.masked_fill(before >= self.top_p, float("inf")).amin(-1, keepdim=True)
         probs = probs.masked_fill(probs < smallest, 0.0)
         last = (probs > 0).sum(-1, keepdim=True) - 1  # the kept words come first
-        pick = torch.minimum(_inverse_cdf(probs.cumsum(-1)), last)
+        pick = torch.minimum(_inverse_cdf(probs.cumsum(-1), self.generator), last)
         return index.gather(-1, pick).squeeze(-1)
 
 
-def _inverse_cdf(cumulative: torch.Tensor) -> torch.Tensor:
+def _inverse_cdf(cumulative: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """One index per row, drawn with one uniform number (torch.multinomial draws one per word); [rows, 1].
 
     A uniform number that rounds up to the row's total gives the index past the end: callers bound it.
     """
     mass = cumulative[:, -1:]
-    u = torch.rand(mass.shape, device=mass.device, dtype=mass.dtype) * mass
+    u = torch.rand(mass.shape, device=mass.device, dtype=mass.dtype, generator=generator) * mass
     return torch.searchsorted(cumulative, u, right=True)

@@ -193,22 +193,43 @@ def test_unseeded_draws_differ_and_leave_the_callers_random_state_alone(bot: Bot
 
     assert [s.text for s in bot.generate(n=4, max_new_tokens=24)] != [s.text for s in bot.generate(n=4, max_new_tokens=24)]
     assert [p.text for p in bot.stream(max_new_tokens=24)][-1] != [p.text for p in bot.stream(max_new_tokens=24)][-1]
-    for draw in (lambda: bot.generate(n=2, seed=1, max_new_tokens=8), lambda: list(bot.stream(seed=1, max_new_tokens=8))):
+    # Seeded, with either sampler: the same posts, and the caller's random state as it was.
+    for draw in (
+        lambda: [s.text for s in bot.generate(n=2, seed=1, max_new_tokens=8)],
+        lambda: [s.text for s in bot.generate(n=2, seed=1, max_new_tokens=8, fast_sampling=False)],
+        lambda: [p.text for p in bot.stream(seed=1, max_new_tokens=8)],
+    ):
         torch.manual_seed(5)
         expected = torch.rand(3)
         torch.manual_seed(5)
-        draw()
-        assert torch.equal(torch.rand(3), expected)
+        first = draw()
+        assert torch.equal(torch.rand(3), expected) and draw() == first
+    # Unseeded, the caller's seed decides: torch.manual_seed before a call repeats it.
+    for draw in (lambda: [s.text for s in bot.generate(n=3, max_new_tokens=24)], lambda: [p.text for p in bot.stream(max_new_tokens=24)]):
+        torch.manual_seed(6)
+        first = draw()
+        torch.manual_seed(6)
+        assert draw() == first
 
 
 def test_a_stream_read_only_in_part_stops_generating(bot: Bot):
     import threading
 
-    before = set(threading.enumerate())
-    parts = bot.stream(seed=2, max_new_tokens=96)
-    next(parts)
-    parts.close()  # the reader is gone (a UI closed, a loop broke out)
-    assert set(threading.enumerate()) == before  # the generating thread is done, not drawing on
+    calls = []
+    hook = bot.model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        whole = list(bot.stream(seed=2, max_new_tokens=96))
+        steps_for_the_whole_post = len(calls)
+        assert steps_for_the_whole_post >= 10 and len(whole) >= 10  # long enough to stop in the middle
+        calls.clear()
+        before = set(threading.enumerate())
+        parts = bot.stream(seed=2, max_new_tokens=96)
+        next(parts)
+        parts.close()  # the reader is gone (a UI closed, a loop broke out)
+        assert set(threading.enumerate()) == before  # the generating thread is done...
+        assert len(calls) < steps_for_the_whole_post // 2  # ...because it stopped, not because it wrote the post
+    finally:
+        hook.remove()
 
 
 def test_prompts_are_text(bot: Bot):

@@ -39,11 +39,12 @@ from .. import atomic, paths
 from ..errors import HuggingTweetsError
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
-# Secrets read from the environment (by the sources, W&B, the hub): blanked out of everything the page shows.
+"""Largest file the app accepts. A whole X archive with its media is often larger: upload `data/tweets.js`."""
+
 BUSY = "still busy with the previous request: wait for it to finish"
 X_TOKEN_VARIABLES = ("X_BEARER_TOKEN", "TWITTER_BEARER_TOKEN")  # what sources/x.py reads when none is typed
+# Secrets read from the environment (by the sources, W&B, the hub): blanked out of everything the page shows.
 SECRET_VARIABLES = (*X_TOKEN_VARIABLES, "WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
-"""Largest file the app accepts. A whole X archive with its media is often larger: upload `data/tweets.js`."""
 
 UPLOAD_SUFFIXES = (".zip", ".js", ".csv", ".jsonl", ".txt")
 AI_LABEL = "AI-generated"
