@@ -85,7 +85,7 @@ def compiled(layers: Iterable[torch.nn.Module]) -> Iterator[None]:
     try:
         for layer in layers:
             layer.forward = _training_only(layer.forward, torch.compile(layer.forward), failed)  # shadows the class's forward
-        with _backward_compiled_with_forward():
+        with _backward_compiled_with_forward() if layers else nullcontext():  # a process-wide setting: only when compiling
             yield
     finally:
         for layer, forward in zip(layers, before):

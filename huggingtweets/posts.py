@@ -54,11 +54,11 @@ class Post:
 
 def parse_time(value: object) -> datetime | None:
     """ISO 8601 (with `Z`, an offset or a ` UTC` suffix), X's `Thu Nov 03 08:50:26 +0000 2022`, or Unix seconds
-    (a number, or digits in a CSV); None if none of these.
+    (a number, or 9 or more digits in a CSV: since 1973); None if none of these.
 
     A time without an offset is taken as UTC, so that every parsed time can be compared with every other.
     """
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) >= 9:  # not 20221103, a date
         value = int(value.strip())
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:

@@ -69,6 +69,10 @@ def test_different_uploads_with_one_name_are_all_kept(home: Path) -> None:
     contents = [Path(p).read_bytes() for p in data.uploads]
     assert contents == [b"first file\n", b"text\nsecond file\n", b"text\nthird file\n"]
     assert Path(other_visitor.uploads[0]).read_bytes() == b"another visitor's file\n"
+    # The same bytes from another visitor are that visitor's own copy: one clearing leaves the other's file.
+    assert other_visitor.add_upload("tweets.js", b"first file\n") and other_visitor.uploads[1] not in data.uploads
+    data.clear_uploads()
+    assert all(Path(p).read_bytes() for p in other_visitor.uploads)
 
 
 def test_a_saved_upload_is_emptied_from_the_widget_in_ipywidgets_7_and_8() -> None:

@@ -77,8 +77,9 @@ def test_times_in_common_export_formats() -> None:
     expected = datetime(2022, 11, 3, 8, 50, 26, tzinfo=timezone.utc)
     for value in ("2022-11-03T08:50:26Z", "2022-11-03 08:50:26 UTC", "2022-11-03 08:50:26", "1667465426", 1667465426, 1667465426.0):
         assert parse_time(value) == expected, value
-    for value in ("yesterday", "", None, True, 1e300, float("nan"), "12:00"):
+    for value in ("yesterday", "", None, True, 1e300, float("nan"), "12:00", "²"):
         assert parse_time(value) is None, value
+    assert parse_time("20221103") == datetime(2022, 11, 3, tzinfo=timezone.utc)  # compact ISO, not seconds since 1970
     assert Post.from_dict({"text": "a JSONL line", "created_at": 1667465426}).created_at == expected
 
 

@@ -82,17 +82,24 @@ def safe_filename(name: str) -> str:
     return safe_name(stem) + suffix.lower()
 
 
-def _free_name(target: Path, content: bytes) -> Path:
-    """`target`, or `name-2.ext`, `name-3.ext`, ...: the first that is free or already holds `content`.
+def _free_name(target: Path, content: bytes, mine: list[str]) -> Path:
+    """`target`, or `name-2.ext`, `name-3.ext`, ...: the first of `mine` (this session's uploads) that already holds
+    `content`, or else the first free name, claimed at once (created empty, exclusively) so no one else takes it.
 
     Different files can share a name: every archive has a data/tweets.js, names in other scripts all become
-    "account", and visitors of one Voilà server share the uploads folder. None may overwrite another.
+    "account", and visitors of one Voilà server share the uploads folder. None may overwrite another, and a
+    visitor's "Clear uploads" deletes only that visitor's files.
     """
-    candidate, n = target, 1
-    while candidate.exists() and not (candidate.stat().st_size == len(content) and candidate.read_bytes() == content):
-        n += 1
-        candidate = target.with_name(f"{target.stem}-{n}{target.suffix}")
-    return candidate
+    n = 1
+    while True:
+        candidate = target if n == 1 else target.with_name(f"{target.stem}-{n}{target.suffix}")
+        if str(candidate) in mine and candidate.is_file() and candidate.read_bytes() == content:
+            return candidate
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            return candidate
+        except FileExistsError:
+            n += 1
 
 
 def first_line(error: BaseException) -> str:
@@ -219,10 +226,10 @@ class DataStep(Step):
                 "upload data/tweets.js from the archive instead of the whole zip"
             )
         folder = uploads_dir()
-        target = _free_name(folder / safe_filename(shown), content)
         folder.mkdir(parents=True, exist_ok=True)
-        if target.resolve().parent != folder.resolve():  # safe_filename makes this impossible; be sure anyway
+        if (folder / safe_filename(shown)).resolve().parent != folder.resolve():  # safe_filename makes this impossible
             raise HuggingTweetsError(f"{shown}: not a usable file name")
+        target = _free_name(folder / safe_filename(shown), content, self.uploads)
         atomic.write_bytes(target, content)
         if str(target) not in self.uploads:
             self.uploads = [*self.uploads, str(target)]
