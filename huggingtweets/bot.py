@@ -195,22 +195,27 @@ class Bot:
                     model = model.merge_and_unload().requires_grad_(True)  # peft froze the base weights
                 base_spec = str(Path(base_model).expanduser().resolve())
             continued_from = prior.info.get("name")
+            continued_created = prior.info.get("created")
         else:
             if progress:
                 progress(f"loading base model {models.describe(base_model)}")
             model, tokenizer = models.load_base(base_model)
             base_spec = models.DEFAULT_BASE if models.is_default(base_model) else _local_or_hub(str(base_model))
-            continued_from = None
+            continued_from = continued_created = None
         config = config.resolved()  # after the starting point, which can decide the method
         # New adapters over another bot's weights are saved merged into them: an adapter-only folder would need that
         # bot's folder forever, and would replace it when saved under the same name.
         merged = config.method == "lora" and not is_peft(model) and is_bot_folder(base_spec)
+        # Their checkpoints hold only the adapters, which fit the weights they were trained over: a run resumes only
+        # over the same weights, which the base bot's creation time tells apart (a stop saved in its place changes them).
+        run_base = f"{base_spec}@{continued_created}" if merged else str(base_spec)
+        in_place = merged and out_dir.resolve() == Path(str(base_spec)).resolve()
         markers(tokenizer)  # fails early, clearly, for a tokenizer without an end token
 
         work_dir = out_dir.parent / f".{out_dir.name}.training"
         chosen = {"clean": asdict(corpus.options), "sources": sorted(a.source for a in corpus.accounts)}
         left_out = 0  # posts of the corpus the run does not train on: it resumed on the posts it started with
-        if not restart and (kept := interrupted_run_posts(work_dir, config, str(base_spec), train_texts, validation_texts, chosen)):
+        if not restart and (kept := interrupted_run_posts(work_dir, config, run_base, train_texts, validation_texts, chosen)):
             left_out = len(set(train_texts) | set(validation_texts)) - len(set(kept[0]) | set(kept[1]))
             if left_out and progress:
                 progress(f"resuming the interrupted run on the posts it started with ({left_out} fetched since left out; --restart trains on all)")
@@ -222,7 +227,7 @@ class Bot:
             progress(f"training ({config.method}, {config.epochs:g} epochs, lr {config.learning_rate:g}) on {len(train_texts)} posts")
         result = train_model(
             model, tokenizer, train_texts, validation_texts, config, work_dir,
-            base=str(base_spec), restart=restart, listener=listener, stop=stop, show_progress=show_progress,
+            base=run_base, restart=restart, listener=listener, stop=stop, show_progress=show_progress,
             run_name=corpus.name, progress=progress, data=chosen,
         )
         bot_ppl = math.exp(result.best_eval_loss) if result.best_eval_loss is not None else math.nan
@@ -257,10 +262,14 @@ class Bot:
         }
         bot = cls(out_dir, result.model.merge_and_unload() if merged else result.model, tokenizer, info, checker)
         bot._save(out_dir, corpus, metrics)
-        if not result.stopped:
-            shutil.rmtree(work_dir, ignore_errors=True)  # finished: checkpoints are no longer needed
-        elif progress:
-            progress(f"stopped: checkpoints kept in {work_dir}; train again with the same settings to resume")
+        if not result.stopped or in_place:
+            # Finished: checkpoints are no longer needed. Stopped in place: they were for the weights just replaced.
+            shutil.rmtree(work_dir, ignore_errors=True)
+        if result.stopped and progress:
+            progress(
+                f"stopped: saved {out_dir.name} as trained so far; train again to go on from it" if in_place
+                else f"stopped: checkpoints kept in {work_dir}; train again with the same settings to resume"
+            )
         if is_peft(bot.model):
             bot.model = bot.model.merge_and_unload()
         bot.model.eval()

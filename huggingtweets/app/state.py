@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from traitlets import Any as AnyTrait
-from traitlets import Bool, Enum, Float, HasTraits, Int, List, Unicode, default, dlink
+from traitlets import Bool, Enum, Float, HasTraits, Int, List, Unicode, default, dlink, observe
 
 from .. import atomic, paths
 from ..errors import HuggingTweetsError
@@ -295,17 +295,28 @@ class TrainStep(Step):
     training = Bool(False, help="a training run is under way (busy also covers loading a bot)")
     stopped = Bool(False, help="the last run was stopped early (its checkpoint is kept)")
     bot = AnyTrait(None, allow_none=True, help="the bot last trained or loaded: what step 3 generates with")
+    _model_error = ""  # the missing-model message, while it applies
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._stop = threading.Event()
-        if not self.base_model:
-            from .. import models
+        self._check_default_model()
 
+    @observe("base_model", "existing")
+    def _check_default_model(self, _: object = None) -> None:
+        """Say now, not after fetching and training, that the embedded model is missing; only while it is the one
+        that would be used."""
+        from .. import models
+
+        shown = self.error == self._model_error and self._model_error
+        self._model_error = ""
+        if not (self.base_model.strip() or self.existing):
             try:
-                models.check_available(None)  # a missing embedded model shows now, not after fetching and training
+                models.check_available(None)
             except HuggingTweetsError as e:
-                self.report(e)
+                self._model_error = self.explain(str(e))
+        if shown or (self._model_error and not self.busy):
+            self.error = self._model_error
 
     def refresh_bots(self) -> None:
         from ..bot import list_bots
