@@ -183,9 +183,14 @@ def cmd_eval(a: argparse.Namespace) -> int:
     texts = [p.text for p in corpus.posts]
     block = int(bot.info.get("config", {}).get("block_size", 128))
     result: dict[str, Any] = {"posts": len(texts), "bot_perplexity": round(bot.perplexity(texts), 3)}
-    base = models.load_model(bot.info.get("base_model"))
-    result["base_perplexity"] = round(perplexity(base, bot.tokenizer, texts, block), 3)
-    del base
+    try:
+        base = models.load_model(bot.info.get("base_model"))
+    except HuggingTweetsError as e:  # e.g. the bot this one continued has been deleted: the bot's own figures stand
+        _say(f"warning: no base perplexity: {e}")
+        result["base_perplexity"] = None
+    else:
+        result["base_perplexity"] = round(perplexity(base, bot.tokenizer, texts, block), 3)
+        del base
     samples = bot.generate(n=a.n, seed=a.seed, keep_copies=True)
     result["samples"] = len(samples)
     result["memorisation_rate"] = round(sum(s.copied for s in samples) / max(1, len(samples)), 4)

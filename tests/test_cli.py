@@ -231,9 +231,11 @@ def test_train_generate_eval_and_list(capsys, home, files, tiny_llama, tmp_path)
     (bot / "metrics.json").write_text("{ half")
     info = json.loads((bot / "huggingtweets.json").read_text())
     info["clean"]["an_option_from_a_newer_version"] = True
+    info["base_model"] = str(tmp_path / "a-deleted-bot")  # what it was trained from is gone; it has its own weights
     (bot / "huggingtweets.json").write_text(json.dumps(info))
     code, out, err = run(capsys, "eval", str(bot), str(files["enough.txt"]), "-n", "2", "--json")
     assert code == 0 and json.loads(out)["samples"] == 2, err
+    assert json.loads(out)["base_perplexity"] is None and "warning: no base perplexity: base model folder" in err
     ngrams = bot / "ngrams.bin"
     ngrams.write_bytes(ngrams.read_bytes()[:-3])
     code, _, err = run(capsys, "generate", str(bot))
