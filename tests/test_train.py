@@ -78,7 +78,7 @@ def test_training_lowers_validation_loss_and_writes_a_complete_bot(home, tiny_ll
     for name in ("model.safetensors", "config.json", "tokenizer.json", "generation_config.json", "huggingtweets.json", "counts.json", "ngrams.bin", "README.md"):
         assert (folder / name).is_file(), name
     card = (folder / "README.md").read_text()
-    assert "AI-generated" in card and "| account |" in card and str(tiny_llama) in card
+    assert "AI-generated" in card and "| account |" in card and f"{tiny_llama.name} (a local model folder)" in card
     assert not (home / ".bot.training").exists()  # checkpoints are removed once the bot is written
     assert [b["name"] for b in list_bots(home)] == ["bot"]
     # Damaged or foreign folders beside it are left out, not a traceback: JSON that is not an object, bytes that are not text.
