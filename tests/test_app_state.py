@@ -110,6 +110,7 @@ def test_uploads_refuse_other_types_and_big_files(home: Path, monkeypatch: pytes
     assert not data.add_upload("posts.txt", b"x" * 11)
     assert "over the" in data.error and "limit" in data.error
     assert data.uploads == [] and not uploads_dir().exists()
+    assert data.add_upload("small.txt", b"x" * 10) and data.error == ""  # a good one answers the refusal
 
 
 def test_fetch_reads_the_real_archive(home: Path, archive_zip: Path) -> None:
@@ -213,6 +214,8 @@ def test_a_second_action_while_busy_is_refused(home: Path) -> None:
     try:
         assert not data.fetch()
         assert data.error.startswith("still busy")
+        assert data.add_upload("posts.txt", b"one two three four\n")  # an upload is saved even so: the widget lets go of it
+        assert [Path(p).name for p in data.uploads] == ["posts.txt"]
     finally:
         data._lock.release()
     # Once the first action has gone well, the refusal of the second no longer shows.

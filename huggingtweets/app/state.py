@@ -209,8 +209,19 @@ class DataStep(Step):
         return [*split_sources(self.sources), *self.uploads]
 
     def add_upload(self, name: str, content: bytes) -> bool:
-        """Write an uploaded file into uploads_dir() (nowhere else) and add it to the sources."""
-        return self.run_action(f"saving {Path(name).name}…", lambda: self._add_upload(name, content))
+        """Write an uploaded file into uploads_dir() (nowhere else) and add it to the sources.
+
+        Not an action that waits its turn: the widget lets go of the file either way, so one refused while a fetch
+        runs would be lost. Saving it is quick, and a fetch under way has already taken its list of sources.
+        """
+        try:
+            self._add_upload(name, content)
+            if not self.busy:
+                self.error = ""  # an earlier refused upload's message is answered
+            return True
+        except Exception as e:  # shown in the page, as for actions
+            self.report(e)
+            return False
 
     def _add_upload(self, name: str, content: bytes) -> None:
         shown = Path(name.replace("\\", "/")).name
