@@ -142,6 +142,11 @@ def walk_through(page: object, archive_zip: Path, tmp_path: Path) -> None:
     # The kernel took it and emptied the field, so the widget state Jupyter saves holds no token.
     expect(token).to_have_value("")
     expect(token).to_have_attribute("placeholder", re.compile("token set for this session"))
+    # It can be forgotten; the button shows only while there is a typed token.
+    forget = data.get_by_role("button", name="Forget token")
+    forget.click()
+    expect(token).to_have_attribute("placeholder", re.compile("never shown or stored"))
+    expect(forget).to_be_hidden()
 
     # A broken file: one readable line under step 1, no traceback.
     broken = tmp_path / "broken.zip"
@@ -183,8 +188,11 @@ def walk_through(page: object, archive_zip: Path, tmp_path: Path) -> None:
     posts = generate.locator(".widget-inline-hbox", has_text="posts").locator("input")
     posts.fill("3")
     posts.press("Enter")
+    stop = generate.get_by_role("button", name="Stop")
+    expect(stop).to_be_disabled()  # nothing to stop yet
     generate.get_by_role("button", name="Generate").click()
     expect(generate.locator(".ht-status")).to_contain_text("3 posts in", timeout=60_000)
+    expect(stop).to_be_disabled()
     cards = generate.locator(".ht-post")
     expect(cards).to_have_count(3)
     expect(generate.locator(".ht-post .ht-ai")).to_have_text(["AI-generated"] * 3)
