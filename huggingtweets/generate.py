@@ -118,7 +118,7 @@ def _global_random_state(device: torch.device, generator: torch.Generator, neede
         yield
         return
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)))
+        torch.manual_seed(generator.initial_seed())
         yield
 
 
@@ -244,7 +244,8 @@ def stream(model: object, tokenizer: object, options: GenerateOptions, checker: 
 
     options.validate()
     device = next(model.parameters()).device  # type: ignore[attr-defined]
-    prompt_ids = _inputs(tokenizer, _prompt(options), device)
+    prompt = _prompt(options)
+    prompt_ids = _inputs(tokenizer, prompt, device)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)  # type: ignore[arg-type]
     generator = _generator(device, options.seed)  # here: an unseeded stream's seed comes from the caller's random state
     settings = _sampling(model, tokenizer, options, generator)
@@ -264,7 +265,7 @@ def stream(model: object, tokenizer: object, options: GenerateOptions, checker: 
 
     thread = threading.Thread(target=work, name="huggingtweets-stream", daemon=True)
     thread.start()
-    text = _prompt(options)
+    text = prompt
     try:
         for piece in streamer:
             text += piece

@@ -36,15 +36,13 @@ from traitlets import Any as AnyTrait
 from traitlets import Bool, Enum, Float, HasTraits, Int, List, Unicode, default, dlink, observe
 
 from .. import atomic, paths
+from ..environment import SECRET_VARIABLES, X_TOKEN_VARIABLES
 from ..errors import HuggingTweetsError
 
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 """Largest file the app accepts. A whole X archive with its media is often larger: upload `data/tweets.js`."""
 
 BUSY = "still busy with the previous request: wait for it to finish"
-X_TOKEN_VARIABLES = ("X_BEARER_TOKEN", "TWITTER_BEARER_TOKEN")  # what sources/x.py reads when none is typed
-# Secrets read from the environment (by the sources, W&B, the hub): blanked out of everything the page shows.
-SECRET_VARIABLES = (*X_TOKEN_VARIABLES, "WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 UPLOAD_SUFFIXES = (".zip", ".js", ".csv", ".jsonl", ".txt")
 AI_LABEL = "AI-generated"
@@ -238,9 +236,10 @@ class DataStep(Step):
             )
         folder = uploads_dir()
         folder.mkdir(parents=True, exist_ok=True)
-        if (folder / safe_filename(shown)).resolve().parent != folder.resolve():  # safe_filename makes this impossible
+        wanted = folder / safe_filename(shown)
+        if wanted.resolve().parent != folder.resolve():  # safe_filename makes this impossible; be sure anyway
             raise HuggingTweetsError(f"{shown}: not a usable file name")
-        target = _free_name(folder / safe_filename(shown), content, self.uploads)
+        target = _free_name(wanted, content, self.uploads)
         atomic.write_bytes(target, content)
         if str(target) not in self.uploads:
             self.uploads = [*self.uploads, str(target)]

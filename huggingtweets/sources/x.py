@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import requests
 import tweepy
 
+from ..environment import X_TOKEN_VARIABLES
 from ..errors import HuggingTweetsError
 from ..posts import Post
 from . import FetchOptions, Progress, remote
@@ -31,7 +32,7 @@ T = TypeVar("T")
 
 def bearer_token(options: FetchOptions) -> str:
     """The token from the options, else $X_BEARER_TOKEN, else $TWITTER_BEARER_TOKEN."""
-    for token in (options.x_bearer_token, os.environ.get("X_BEARER_TOKEN"), os.environ.get("TWITTER_BEARER_TOKEN")):
+    for token in (options.x_bearer_token, *(os.environ.get(name) for name in X_TOKEN_VARIABLES)):
         if token and token.strip():
             return token.strip()
     raise HuggingTweetsError(
