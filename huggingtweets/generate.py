@@ -168,6 +168,14 @@ def _rows_can_leave(cache: object) -> bool:
     return type(cache) is DynamicCache and all(type(layer) in plain for layer in getattr(cache, "layers", []))
 
 
+def _cache_keyword() -> str:
+    """What `generate` calls the KV cache, as an argument and as a field of its output: `cache` since transformers 5.x
+    (`past_key_values` is deprecated there, to be removed in 6.0), `past_key_values` before."""
+    from transformers.generation.utils import GenerateDecoderOnlyOutput
+
+    return "cache" if "cache" in GenerateDecoderOnlyOutput.__dataclass_fields__ else "past_key_values"
+
+
 def draw_batch(model: object, prompt_ids: torch.Tensor, batch: int, settings: dict[str, object], stops: set[int]) -> list[list[int]]:
     """`batch` continuations of `prompt_ids` (one row), as the new token ids of each.
 
@@ -184,12 +192,13 @@ def draw_batch(model: object, prompt_ids: torch.Tensor, batch: int, settings: di
     done: dict[int, list[int]] = {}
     cache = None
     left = int(settings["max_new_tokens"])  # type: ignore[call-overload]
+    keyword = _cache_keyword()
     while rows:
         out = model.generate(  # type: ignore[attr-defined]
-            ids, attention_mask=torch.ones_like(ids), past_key_values=cache, return_dict_in_generate=True,
-            **{**settings, "max_new_tokens": min(ROUND, left)},
+            ids, attention_mask=torch.ones_like(ids), return_dict_in_generate=True,
+            **{**settings, keyword: cache, "max_new_tokens": min(ROUND, left)},
         )
-        sequences, cache = out.sequences, out.past_key_values
+        sequences, cache = out.sequences, getattr(out, keyword)
         left -= sequences.shape[1] - ids.shape[1]
         ended = torch.isin(sequences[:, start:], stop_ids).any(-1)
         if left <= 0:

@@ -245,3 +245,17 @@ def test_prompts_are_text(bot: Bot):
     spaced = bot.generate(n=3, prompt="water sound ", seed=0, max_new_tokens=24)
     assert [s.text for s in spaced] == [s.text for s in bot.generate(n=3, prompt="water sound", seed=0, max_new_tokens=24)]
     assert all("  " not in s.text for s in spaced)
+
+
+def test_rounds_pass_the_cache_by_the_installed_transformers_own_name(bot: Bot, monkeypatch: pytest.MonkeyPatch):
+    """transformers 5.x renamed generate's `past_key_values` to `cache` (the old name goes in 6.0): each round hands
+    the cache back under the name this transformers uses, so nothing here is deprecated, and 6.0 will not break it."""
+    import warnings
+
+    from huggingtweets import generate as gen
+
+    monkeypatch.setattr(gen, "ROUND", 2)  # many rounds, each continuing from the cache of the one before
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        samples = bot.generate(n=4, seed=0, max_new_tokens=12)
+    assert len(samples) == 4
