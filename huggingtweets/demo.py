@@ -5,8 +5,9 @@
     make demo
 
 Voilà runs the notebook and shows only its outputs (the app), not its code. It is an optional
-dependency, and the notebook lives in the repository's notebooks/: run it from a clone, after
-`pip install -e ".[app]"` (or `make demo`).
+dependency: `pip install "huggingtweets[app]"` (or `make demo` in a clone). The notebook is the repository's
+notebooks/huggingtweets-demo.ipynb; the package holds a link to it, which wheels and sdists turn into a
+copy, so an installed package serves the same notebook.
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ WEBSOCKET_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 
 
 def find_notebook() -> Path:
-    """The demo notebook: in the repository next to the package (a clone, `pip install -e .`), or shipped inside it."""
+    """The demo notebook: in the repository next to the package (a clone, `pip install -e .`), or shipped inside it
+    (an installed wheel, where the package's link to it became a copy)."""
     package = Path(__file__).resolve().parent
     for candidate in (package.parent / "notebooks" / NOTEBOOK, package / NOTEBOOK):
         if candidate.is_file():
             return candidate
     raise HuggingTweetsError(
-        f"the demo notebook {NOTEBOOK} was not found next to the package: run the demo from a clone of the repository "
-        "(pip install -e '.[app]')"
+        f"the demo notebook {NOTEBOOK} is missing from the installed package: reinstall it (pip install --force-reinstall "
+        "'huggingtweets[app]') or run the demo from a clone of the repository (make demo)"
     )
 
 

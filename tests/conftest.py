@@ -6,7 +6,14 @@ embedded default does (`from_pretrained` on a folder).
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -137,3 +144,42 @@ def params(call: Any) -> dict[str, str]:
     """The query parameters of a recorded request (`responses.Call`)."""
     return {k: v[0] for k, v in parse_qs(urlsplit(call.request.url).query).items()}
 
+
+# ---------------------------------------------------------------------------------------------- servers (Voilà)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    # A TCP connect, not an HTTP request: a request for the page would start a kernel of its own.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"Voilà exited with status {process.returncode}:\n{log.read_text()[-3000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    pytest.fail(f"Voilà did not listen on port {port} within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def voila_server(command: list[str], port: int, env: dict[str, str], cwd: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`command` (a Voilà server) running until the block ends, listening on `port`; its output goes to `log`."""
+    with open(log, "wb") as out:
+        # Its own process group, so that stopping it also stops the kernels it started.
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_port(port, process, log)
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)

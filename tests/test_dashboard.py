@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from huggingtweets import demo
+
+from conftest import free_port, voila_server
 
 pytestmark = pytest.mark.browser
 
@@ -33,25 +31,6 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 SECRET = "AAAA-browser-secret-token-42"
 STEPS = 30
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    # A TCP connect, not an HTTP request: a request for the page would start a kernel of its own.
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"Voilà exited with status {process.returncode}:\n{log.read_text()[-3000:]}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    pytest.fail(f"Voilà did not listen on port {port} within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -68,23 +47,9 @@ def voila(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> Iterato
     }
     port = free_port()
     notebook = demo.find_notebook()
-    log = folder / "voila.log"
-    with open(log, "wb") as out:
-        # Its own process group, so that stopping it also stops the kernels it started.
-        process = subprocess.Popen(
-            demo.command(notebook, port=port, open_browser=False, ip="127.0.0.1"),
-            env=env, cwd=notebook.parent, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        wait_for_port(port, process, log)
+    command = demo.command(notebook, port=port, open_browser=False, ip="127.0.0.1")
+    with voila_server(command, port, env=env, cwd=notebook.parent, log=folder / "voila.log"):
         yield f"http://127.0.0.1:{port}/"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
 
 
 @pytest.fixture()
