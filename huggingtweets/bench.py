@@ -119,10 +119,14 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    from .hardware import cpu_bf16
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "cpu": cpu,
         "cores": cores,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the vector instructions torch's kernels use
+        "cpu_bf16": cpu_bf16(),  # native bf16 arithmetic: the CPU defaults train and generate in bf16
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -131,11 +135,24 @@ def machine() -> dict[str, Any]:
 
 
 def matmul_peak(size: int = 2048, repeats: int = 5) -> dict[str, Any]:
-    """Best-of-`repeats` fp32 matmul rate on the device training uses: the ceiling for utilisation."""
+    """Best-of-`repeats` fp32 matmul rate on the device training uses: the ceiling for utilisation. On a CPU with bf16
+    arithmetic also the bf16 rate (`bf16_gflops`): the ceiling for runs in bf16, the CPU default there."""
     import torch
 
+    from .hardware import cpu_bf16
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    best = _best_matmul(size, repeats, device, torch.float32)
+    out = {"device": device, "size": size, "repeats": repeats, "best_seconds": best, "gflops": 2 * size**3 / best / 1e9}
+    if device == "cpu" and cpu_bf16():
+        out["bf16_gflops"] = 2 * size**3 / _best_matmul(size, repeats, device, torch.bfloat16) / 1e9
+    return out
+
+
+def _best_matmul(size: int, repeats: int, device: str, dtype: Any) -> float:
+    import torch
+
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
     out = torch.matmul(a, b)  # warm-up: thread pool, caches, lazy init
     best = math.inf
     for _ in range(repeats):
@@ -144,7 +161,7 @@ def matmul_peak(size: int = 2048, repeats: int = 5) -> dict[str, Any]:
         torch.matmul(a, b, out=out)
         _sync(device)
         best = min(best, time.perf_counter() - start)
-    return {"device": device, "size": size, "repeats": repeats, "best_seconds": best, "gflops": 2 * size**3 / best / 1e9}
+    return best
 
 
 def _sync(device: str) -> None:
@@ -425,6 +442,7 @@ def train_steps(spec: dict[str, Any]) -> dict[str, Any]:
         "batch_size": config.batch_size,
         "block_size": config.block_size,
         "learning_rate": config.learning_rate,
+        "precision": config.precision,
         "threads": __import__("torch").get_num_threads(),
         "warmup_steps": warmup,
         "steps": steps,
@@ -443,7 +461,9 @@ def train_steps(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def utilisation(run: dict[str, Any], peak_gflops: float | None) -> float | None:
+def utilisation(run: dict[str, Any], peak: dict[str, Any]) -> float | None:
+    """Share of the matmul peak of the run's own arithmetic (bf16 runs against the bf16 peak)."""
+    peak_gflops = peak.get("bf16_gflops") if run.get("precision") == "bf16" and peak.get("device") == "cpu" else peak.get("gflops")
     if "error" in run or not run.get("flops_per_token") or not peak_gflops:
         return None
     return float(run["flops_per_token"] * run["tokens_per_s"] / (peak_gflops * 1e9))
@@ -577,13 +597,13 @@ def generation(spec: dict[str, Any]) -> dict[str, Any]:
     """Child: posts/s at batch 1 and batched, time to first streamed text, memorisation before and after the filter.
 
     spec: model, max_new_tokens, batch1_posts, batched_posts, batch_size, stream_repeats, memorisation_samples,
-    train_texts, [use_cache, int8, fast_sampling, temperature, one_call_posts].
+    train_texts, [use_cache, int8, fast_sampling, temperature, one_call_posts, fast_weights].
     """
     import torch
 
     from . import generate as generation_module
     from . import models
-    from .generate import GenerateOptions, generate, stream
+    from .generate import GenerateOptions, fast_weights, generate, stream
     from .memorisation import CopyChecker
     from .train import layer_stack
 
@@ -595,11 +615,13 @@ def generation(spec: dict[str, Any]) -> dict[str, Any]:
         # Generation on a CPU reads every weight once per token: int8 weights mean a quarter of the memory traffic.
         # Only the transformer layers: quantising the (tied) output head as well multiplied perplexity by ~6.
         torch.ao.quantization.quantize_dynamic(layer_stack(model), {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    elif spec.get("fast_weights", True):
+        fast_weights(model)  # as `Bot` generates: bf16 weights on a CPU with bf16 arithmetic
     new = int(spec.get("max_new_tokens", 96))
     fast = bool(spec.get("fast_sampling", True))
     temperature = float(spec.get("temperature", 1.0))
     out: dict[str, Any] = {"max_new_tokens": new, "use_cache": spec.get("use_cache", True), "int8": bool(spec.get("int8")),
-                           "fast_sampling": fast, "temperature": temperature}
+                           "fast_sampling": fast, "temperature": temperature, "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
     if spec.get("validation"):
         from .evaluate import perplexity
 
@@ -852,21 +874,23 @@ def run(options: BenchOptions, say: Say | None = None) -> dict[str, Any]:
 
     with runner.section("peak") as peak:
         peak.update(matmul_peak(options.matmul_size, options.matmul_repeats))
-    peak_gflops = report["peak"].get("gflops")
 
     if "throughput" in sections or "memory" in sections:
         with runner.section("throughput") as section:
             arms = [("full", default_config(2, "full")), ("lora", default_config(2))]
+            if not cuda and arms[1][1].precision != "fp32":
+                # The default trains in bf16 on this CPU: the same steps in float32 are the baseline, in the same run.
+                arms += [(f"{name}_fp32", replace(config, precision="fp32")) for name, config in arms]
             if not options.quick:
                 # A run of 500+ steps compiles its layers by default (compiling.py); two more warm-up steps take the
                 # compilation and its variants, so the timed steps are the steady state such a run trains at.
-                arms += [(f"{name}_compiled", replace(config, compile="on")) for name, config in arms]
+                arms += [(f"{name}_compiled", replace(config, compile="on")) for name, config in arms[:2]]
             for name, config in arms:
                 warmup = options.warmup_steps + 2 * (config.compile == "on")
                 say(f"  {name}: {warmup} warm-up + {options.throughput_steps} timed steps in a fresh process")
                 got = in_child("train_steps", {**spec, "texts": evenly(data.train, 256), "config": asdict(config), "warmup": warmup,
                                                "steps": options.throughput_steps}, timeout)
-                got["utilisation"] = utilisation(got, peak_gflops)
+                got["utilisation"] = utilisation(got, report["peak"])
                 section[name] = got
 
     if "padding" in sections:
@@ -922,10 +946,16 @@ def run(options: BenchOptions, say: Say | None = None) -> dict[str, Any]:
                     "train_texts": data.race_train,
                 }, timeout))
                 report.setdefault("quality", {})["memorisation"] = section.pop("memorisation", None)
+                if section.get("dtype") == "bfloat16":
+                    say("  the same batched draw with float32 weights, the baseline")
+                    section["batched_fp32"] = in_child("generation", {
+                        "model": bot_dir.name, "max_new_tokens": 96, "batched_posts": options.batched_posts,
+                        "batch_size": options.generation_batch, "train_texts": data.race_train, "fast_weights": False,
+                    }, timeout).get("batched")
 
         if "levers" in sections:
             with runner.section("levers") as section:
-                section.update(levers(options, data, tokenizer, peak_gflops, say, report.get("race", {}).get("reference")))
+                section.update(levers(options, data, tokenizer, report["peak"], say, report.get("race", {}).get("reference")))
     finally:
         bot_dir.cleanup()
 
@@ -956,7 +986,7 @@ def run(options: BenchOptions, say: Say | None = None) -> dict[str, Any]:
 
 
 def levers(
-    options: BenchOptions, data: Data, tokenizer: Any, peak_gflops: float | None, say: Say, reference: dict[str, Any] | None = None
+    options: BenchOptions, data: Data, tokenizer: Any, peak: dict[str, Any], say: Say, reference: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Each lever against the default, tokens/s and (where cheap) held-out loss after the same number of steps;
     then a few variants of the default run the whole race (compared with `reference` when the race ran too)."""
@@ -994,7 +1024,7 @@ def levers(
         if not extra.get("no_eval"):
             spec["validation"] = data.race_validation
         got = in_child("train_steps", spec, options.child_timeout_s)
-        got["utilisation"] = utilisation(got, peak_gflops)
+        got["utilisation"] = utilisation(got, peak)
         out["training"][name] = got
     out["padding_by_block"] = {str(b): padding(data.train, tokenizer, b)["padding_share"] for b in (64, 128, 256)}
     for variant, what in (("loss", "fused loss vs transformers' loss"), ("compile", "compiled layers vs eager")):
@@ -1138,7 +1168,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"### huggingtweets bench, {report.get('date', '')}{' (quick)' if report.get('quick') else ''}",
         "",
-        f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')} ({m.get('torch_threads')} threads), "
+        f"Machine: {m.get('cpu')}, {m.get('cores')} cores ({m.get('cpu_capability')}, "
+        f"{'with' if m.get('cpu_bf16') else 'without'} bf16 arithmetic), torch {m.get('torch')} ({m.get('torch_threads')} threads), "
         f"GPU: {m.get('gpu') or 'none'}. Base model: {report.get('base_model')}.",
         f"Data: {d.get('source')}, {d.get('posts')} posts after cleaning (replies kept): {d.get('train_posts')} training, "
         f"{d.get('validation_posts')} newest held out. Race and bot: {d.get('race_train_posts')} training posts spread evenly over time, "
@@ -1160,8 +1191,12 @@ def markdown(report: dict[str, Any]) -> str:
 
     peak = report.get("peak", {})
     row("peak", f"fp32 matmul {peak.get('size')}² (best of {peak.get('repeats')})", f"{_fmt(peak.get('gflops'))} GFLOP/s", "reference")
+    if peak.get("bf16_gflops"):
+        row("peak", f"bf16 matmul {peak.get('size')}² (best of {peak.get('repeats')})", f"{_fmt(peak.get('bf16_gflops'))} GFLOP/s",
+            "reference for bf16 runs")
     arms = (("full", "full fine-tune"), ("lora", "LoRA r=16 all-linear"), ("full_compiled", "full fine-tune, compiled layers"),
-            ("lora_compiled", "LoRA r=16, compiled layers"))
+            ("lora_compiled", "LoRA r=16, compiled layers"), ("full_fp32", "full fine-tune in float32 (baseline)"),
+            ("lora_fp32", "LoRA r=16 in float32 (baseline)"))
     counted = "full_compiled" if "full_compiled" in report.get("throughput", {}) else "full"  # the arm the target judges
     for name, label in arms:
         if name not in report.get("throughput", {}):
@@ -1170,7 +1205,8 @@ def markdown(report: dict[str, Any]) -> str:
         if "error" in t:
             row("training", label, f"error: {t['error'][:80]}")
             continue
-        value = f"{_fmt(t.get('tokens_per_s'))} tokens/s, {_pct(t.get('utilisation'))} of peak ({t.get('flops_formula')})"
+        precision = f", {t['precision']}" if t.get("precision") and t["precision"] != "fp32" else ""
+        value = f"{_fmt(t.get('tokens_per_s'))} tokens/s{precision}, {_pct(t.get('utilisation'))} of peak ({t.get('flops_formula')})"
         row("training", label, value, *(verdict("full_utilisation") if name == counted else ("", "")))
     race = report.get("race", {})
     if race.get("reference"):
@@ -1192,7 +1228,11 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{_pct(got['padding_share'])} ({_fmt(got['positions_vs_packed'])}x the positions)")
     gen = report.get("generation", {})
     row("generation", "posts/s at batch 1", _fmt(_get(gen, "batch1", "posts_per_s")))
-    row("generation", f"posts/s at batch {_get(gen, 'batched', 'batch_size')}", _fmt(_get(gen, "batched", "posts_per_s")), *verdict("generation_posts_per_s"))
+    weights = f", {gen['dtype']} weights" if gen.get("dtype") and gen["dtype"] != "float32" else ""
+    row("generation", f"posts/s at batch {_get(gen, 'batched', 'batch_size')}{weights}", _fmt(_get(gen, "batched", "posts_per_s")),
+        *verdict("generation_posts_per_s"))
+    if gen.get("batched_fp32"):
+        row("generation", "the same draw with float32 weights (baseline, own process)", _fmt(_get(gen, "batched_fp32", "posts_per_s")))
     if gen.get("batched_one_call"):
         row("generation", "the same, ended posts kept in the batch (one generate call)", _fmt(_get(gen, "batched_one_call", "posts_per_s")))
     row("generation", "first streamed text, s (median)", _fmt(_get(gen, "stream", "first_text_s")), *verdict("first_token_s"))

@@ -122,7 +122,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     config = TrainConfig(
         method=a.method, epochs=a.epochs, learning_rate=a.learning_rate, batch_size=a.batch_size, block_size=a.block_size,
-        seed=a.seed, max_steps=a.max_steps or -1, lora_rank=a.lora_rank, wandb=a.wandb, compile=a.compile,
+        seed=a.seed, max_steps=a.max_steps or -1, lora_rank=a.lora_rank, wandb=a.wandb, compile=a.compile, precision=a.precision,
     )
     config.validate()
     if not (a.base_model and is_bot_folder(a.base_model)):
@@ -249,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=_positive(int), default=None, help=_help(TrainConfig, "max_steps"))
     p.add_argument("--lora-rank", type=_positive(int), default=TrainConfig.lora_rank, help=_help(TrainConfig, "lora_rank"))
     p.add_argument("--compile", choices=get_args(Compile), default=TrainConfig.compile, help=_help(TrainConfig, "compile"))
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=TrainConfig.precision, help=_help(TrainConfig, "precision"))
     p.add_argument("--min-characters", type=int, default=6000, help="refuse to train on less text than this")
     p.add_argument("--restart", action="store_true", help="discard checkpoints of an interrupted run instead of resuming")
     p.add_argument("--wandb", action="store_true", help=_help(TrainConfig, "wandb"))

@@ -10,6 +10,8 @@ Posts that have ended leave the batch every `ROUND` tokens (see `draw_batch`).
     samples = generate(model, tokenizer, GenerateOptions(n=5, prompt="I think"), checker)
     for partial in stream(model, tokenizer, GenerateOptions(prompt="Today")):
         print(partial.text)
+
+On a CPU with bf16 arithmetic, `fast_weights(model)` first (as `Bot` does) draws about twice as fast.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteria
 
 from .dataset import markers
 from .errors import HuggingTweetsError, check_seed
+from .hardware import cpu_bf16
 from .memorisation import CopyChecker
 from .sampling import NucleusSampler
 
@@ -75,6 +78,18 @@ class Partial:
     text: str
     done: bool = False
     copied: bool | None = None
+
+
+def fast_weights(model: object) -> object:
+    """`model` with bf16 weights, converted in place, where that draws posts faster: a float32 model in eval mode on
+    a CPU with bf16 arithmetic (`hardware.cpu_bf16`). There a batch of 64 posts is drawn about 2x as fast and one
+    post at a time 1.6x (benchmarks/README.md); held-out perplexity moves by about 0.2%. Elsewhere, and for a model
+    still in training mode, it is left as it is. Only for a model that is done training: its float32 weights are gone.
+    """
+    weight = next(model.parameters())  # type: ignore[attr-defined]
+    if weight.device.type == "cpu" and weight.dtype == torch.float32 and not model.training and cpu_bf16():  # type: ignore[attr-defined]
+        model.to(torch.bfloat16)  # type: ignore[attr-defined]
+    return model
 
 
 def finish(text: str, limit: int = MAX_CHARACTERS) -> str:

@@ -33,6 +33,7 @@ from . import atomic
 from .compiling import MIN_STEPS, Compile, check_setting, compile_wanted, compiled
 from .dataset import Blocks, build_blocks, steps_per_epoch
 from .errors import HuggingTweetsError, check_seed
+from .hardware import cpu_bf16
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,8 @@ class TrainConfig:
     evals_per_epoch: int = field(default=2, metadata={"help": "validation (and checkpoint) points per epoch"})
     save_minutes: float = field(default=5.0, metadata={"help": "also checkpoint at least this often, so a killed run loses little"})
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
-        default="auto", metadata={"help": "auto: fp32 on CPU (bf16 is ~20x slower there), bf16/fp16 on GPU"}
+        default="auto",
+        metadata={"help": "auto: bf16/fp16 on GPU; on a CPU bf16 autocast where it has bf16 arithmetic (~1.9x faster steps, see hardware.py), else fp32"},
     )
     wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases (offline unless WANDB_API_KEY is set)"})
     fused_loss: bool = field(
@@ -101,7 +103,7 @@ class TrainConfig:
         method: Method = self.method if self.method != "auto" else ("full" if gpu else "lora")
         precision = self.precision
         if precision == "auto":
-            precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if gpu else "fp32"
+            precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if gpu else ("bf16" if cpu_bf16() else "fp32")
         return TrainConfig(
             **{
                 **asdict(self),

@@ -189,7 +189,7 @@ def test_levers_race_the_recipe_with_the_fused_loss_only_when_the_reference_ran(
     monkeypatch.setattr(bench, "padding", lambda texts, tokenizer, block: {"padding_share": 0.0})
     data = bench.Data("x", 4, ["a"], ["b"], ["a"], ["b"], ["b"])
     reference = _arm("reference", [3.0, 2.5, 2.0], 10.0) if raced else None
-    out = bench.levers(bench.BenchOptions(), data, None, 100.0, lambda line: None, reference)
+    out = bench.levers(bench.BenchOptions(), data, None, {"device": "cpu", "gflops": 100.0}, lambda line: None, reference)
 
     fused = "the reference recipe with the fused loss"
     assert (fused in out["race_arms"]) is raced
@@ -219,3 +219,25 @@ def test_compiled_arms_carry_the_utilisation_target_and_both_lora_peaks_count():
     printed = markdown({**report, "targets": targets(report)})
     assert "| training | full fine-tune, compiled layers | 130 tokens/s, 78.0% of peak (6N) | ≥ 75% of peak | pass" in printed
     assert "| training | full fine-tune | 100 tokens/s, 60.0% of peak (6N) |  |  |" in printed
+
+
+def test_on_a_cpu_with_bf16_the_bench_measures_the_bf16_defaults_against_float32_in_the_same_run(home, tiny_llama, posts_file, monkeypatch):
+    monkeypatch.setenv("HUGGINGTWEETS_CPU_BF16", "1")  # the defaults switch to bf16 (emulated, slowly, where the CPU has none)
+    options = replace(tiny_options(tiny_llama, posts_file), sections=("peak", "throughput", "race", "generation"))
+    report = bench.run(options, say=lambda text: None)
+    assert not report["failed_sections"], {k: report[k] for k in report["failed_sections"]}
+    assert report["machine"]["cpu_bf16"] is True and report["peak"]["bf16_gflops"] > 0
+    throughput = report["throughput"]
+    assert {throughput[m]["precision"] for m in ("full", "lora")} == {"bf16"}
+    assert {throughput[m]["precision"] for m in ("full_fp32", "lora_fp32")} == {"fp32"}  # the baseline, same steps
+    for name in ("full", "full_fp32"):  # each against the peak of its own arithmetic
+        peak = report["peak"]["bf16_gflops" if throughput[name]["precision"] == "bf16" else "gflops"]
+        expected = throughput[name]["flops_per_token"] * throughput[name]["tokens_per_s"] / (peak * 1e9)
+        assert throughput[name]["utilisation"] == pytest.approx(expected)
+    assert report["race"]["default"]["config"]["precision"] == "bf16" and report["race"]["reference"]["config"]["precision"] == "fp32"
+    gen = report["generation"]
+    assert gen["dtype"] == "bfloat16" and gen["batched_fp32"]["posts"] == gen["batched"]["posts"]
+    printed = markdown({**report, "targets": targets(report)})
+    assert "with bf16 arithmetic" in printed and "| peak | bf16 matmul" in printed
+    assert "| training | LoRA r=16 in float32 (baseline) |" in printed and "tokens/s, bf16," in printed
+    assert "| generation | the same draw with float32 weights (baseline, own process) |" in printed

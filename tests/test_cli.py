@@ -82,6 +82,7 @@ def test_bad_sources_give_one_line_and_write_nothing(capsys, home, tmp_path, fil
         (["train", "X", "--epochs", "0"], ["epochs", "positive"]),
         (["train", "X", "--learning-rate", "-1"], ["learning-rate", "positive"]),
         (["train", "X", "--compile", "maybe"], ["compile", "invalid choice"]),
+        (["train", "X", "--precision", "fp8"], ["precision", "invalid choice"]),
         (["generate", "B", "-n", "0"], ["-n", "positive"]),
         (["generate", "B", "--temperature", "0"], ["temperature", "positive"]),
         (["generate", "B", "--temperature", "hot"], ["temperature", "not a number"]),
@@ -201,10 +202,11 @@ def test_train_generate_eval_and_list(capsys, home, files, tiny_llama, tmp_path)
     bot = tmp_path / "bots" / "me"
     code, out, err = run(
         capsys, "train", str(files["enough.txt"]), "--out", str(bot), "--base-model", str(tiny_llama),
-        "--method", "full", "--epochs", "2", "--learning-rate", "3e-3", "--block-size", "64", "--compile", "off", "--quiet", "--json",
+        "--method", "full", "--epochs", "2", "--learning-rate", "3e-3", "--block-size", "64", "--compile", "off", "--precision", "bf16", "--quiet", "--json",
     )
     assert code == 0, err
-    assert json.loads((bot / "huggingtweets.json").read_text())["config"]["compile"] == "off"  # the flag reaches the config
+    config = json.loads((bot / "huggingtweets.json").read_text())["config"]
+    assert (config["compile"], config["precision"]) == ("off", "bf16")  # the flags reach the config
     result = json.loads(out)
     assert result["bot"] == str(bot) and result["bot_perplexity"] < result["base_perplexity"]
     assert "| account |" in err  # the counts table is printed

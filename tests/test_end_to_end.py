@@ -9,6 +9,7 @@ import pytest
 
 from huggingtweets import models
 from huggingtweets.bot import Bot
+from huggingtweets.hardware import CPU_BF16
 from huggingtweets.train import TrainConfig
 
 pytestmark = pytest.mark.slow
@@ -17,6 +18,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture()
 def default_home(default_model_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HUGGINGTWEETS_HOME", str(default_model_home))
+    monkeypatch.delenv(CPU_BF16)  # this machine's own defaults: bf16 training and generation where the CPU has bf16
     return default_model_home
 
 

@@ -328,13 +328,53 @@ def test_bad_settings_are_refused(bad, message):
         TrainConfig(**bad).resolved("cpu")
 
 
-def test_device_defaults():
+def test_device_defaults(monkeypatch: pytest.MonkeyPatch):
     cpu = TrainConfig().resolved("cpu")
-    assert (cpu.method, cpu.precision) == ("lora", "fp32")  # bf16 on this CPU is ~20x slower
+    assert (cpu.method, cpu.precision) == ("lora", "fp32")  # a CPU without bf16 arithmetic (the suite's setting)
+    monkeypatch.setenv("HUGGINGTWEETS_CPU_BF16", "1")  # one with it: bf16 autocast, ~1.9x faster steps
+    assert TrainConfig().resolved("cpu").precision == "bf16"
+    assert TrainConfig(method="full").resolved("cpu").precision == "bf16"
+    assert TrainConfig(precision="fp32").resolved("cpu").precision == "fp32"  # asked for, kept
+    monkeypatch.setenv("HUGGINGTWEETS_CPU_BF16", "yes")
+    with pytest.raises(HuggingTweetsError, match="HUGGINGTWEETS_CPU_BF16 must be 0"):
+        TrainConfig().resolved("cpu")
+    monkeypatch.delenv("HUGGINGTWEETS_CPU_BF16")  # the processor decides: torch's own check
+    assert TrainConfig().resolved("cpu").precision == ("bf16" if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else "fp32")
     assert (cpu.learning_rate, cpu.batch_size) == (2e-3, 2)  # measured in benchmarks/: LoRA at batch 2 stays under 2 GB
     full = TrainConfig(method="full").resolved("cpu")
     assert (full.learning_rate, full.batch_size) == (1e-4, 8)
     assert TrainConfig(batch_size=4).resolved("cpu").batch_size == 4
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_on_a_cpu_with_bf16_training_autocasts_and_generation_switches_to_bf16_weights(home, tiny_llama, posts_file, method, monkeypatch):
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("HUGGINGTWEETS_CPU_BF16", "1")  # a CPU with bf16 arithmetic (emulated, slowly, where there is none)
+    corpus = corpus_of(posts_file)
+    bot = Bot.train_corpus(corpus, home / "bot", base_model=str(tiny_llama), config=fast(method=method), show_progress=False)
+    assert bot.info["config"]["precision"] == "bf16" and "bf16" in (bot.path / "README.md").read_text()
+    # autocast computes in bf16 and keeps float32 weights: the saved bot is float32, ready for any machine
+    weights = load_file(bot.path / ("adapter_model.safetensors" if method == "lora" else "model.safetensors"))
+    assert weights and {w.dtype for w in weights.values()} == {torch.float32}
+    assert bot.metrics["bot_perplexity"] < bot.metrics["base_perplexity"]
+    assert next(bot.model.parameters()).dtype == torch.float32  # until it generates
+    validation = corpus.texts()[1]
+    before = bot.perplexity(validation)
+    samples = bot.generate(n=6, seed=0, max_new_tokens=32)
+    assert len(samples) == 6 and all(s.text for s in samples)
+    assert {p.dtype for p in bot.model.parameters()} == {torch.bfloat16}
+    assert bot.perplexity(validation) == pytest.approx(before, rel=0.02)  # the same model, rounded to bf16
+    assert [s.text for s in bot.generate(n=6, seed=0, max_new_tokens=32)] == [s.text for s in samples]
+    assert "".join(p.text for p in bot.stream(seed=1, max_new_tokens=16))
+    # A bot loaded to train further keeps its float32 weights, whatever generates from it; without bf16, so does any.
+    trainable = Bot.load(bot.path, trainable=True)
+    trainable.generate(n=2, seed=0, max_new_tokens=8)
+    assert next(trainable.model.parameters()).dtype == torch.float32
+    monkeypatch.setenv("HUGGINGTWEETS_CPU_BF16", "0")
+    plain = Bot.load(bot.path)
+    plain.generate(n=2, seed=0, max_new_tokens=8)
+    assert next(plain.model.parameters()).dtype == torch.float32
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,32 @@
+"""What this machine's processor does fast, for the choices that depend on it.
+
+    if cpu_bf16(): ...        # train with bf16 autocast, generate with bf16 weights
+
+Why: on a CPU with native bf16 dot products (x86 AVX512-BF16 or AMX: Intel Sapphire Rapids and later, AMD Zen 4
+and later) a bf16 matrix multiply runs about 4x as fast as a float32 one (2 Zen 5 cores: 810 against 210 GFLOP/s
+at this model's shapes); without them torch emulates bf16 and it runs hundreds of times slower (0.3 GFLOP/s on an
+AVX2 machine). So the CPU defaults use bf16 only where the processor has it (benchmarks/README.md).
+`HUGGINGTWEETS_CPU_BF16=0` (or `1`) overrides the check, e.g. for float32 results on any machine.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .errors import HuggingTweetsError
+
+CPU_BF16 = "HUGGINGTWEETS_CPU_BF16"
+
+
+def cpu_bf16() -> bool:
+    """Whether bf16 arithmetic is native, and so fast, on this CPU."""
+    setting = os.environ.get(CPU_BF16, "").strip()
+    if setting in ("0", "1"):
+        return setting == "1"
+    if setting:
+        raise HuggingTweetsError(f"{CPU_BF16} must be 0 (float32) or 1 (bf16), or unset to follow the processor; got {setting!r}")
+    # torch's own checks (what its compiler uses to pick kernels); a torch without them is taken as lacking bf16.
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(bool(check()) for check in checks if callable(check))
