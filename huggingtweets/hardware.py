@@ -30,3 +30,21 @@ def cpu_bf16() -> bool:
     # torch's own checks (what its compiler uses to pick kernels); a torch without them is taken as lacking bf16.
     checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return any(bool(check()) for check in checks if callable(check))
+
+# In bf16 on a CPU, transformers' own attention ("eager": two matmuls and a float32 softmax) runs faster than torch's
+# SDPA kernels at post lengths (128-token blocks, 64-wide heads): LoRA steps 1.15x, a full fine-tune's ~1.25x,
+# generation 1.14x, in alternating runs (benchmarks/README.md). In float32 the two are even.
+BF16_CPU_ATTENTION = "eager"
+
+
+def set_attention(model: object, implementation: str) -> str | None:
+    """Switch a transformers model (or the model inside a PEFT wrapper) to another attention implementation; return
+    the one it had, or None where it cannot switch (then it is left as it is)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(inner, "config", None)
+    current = getattr(config, "_attn_implementation", None)
+    if current is None or not hasattr(inner, "set_attn_implementation"):
+        return None
+    if current != implementation:
+        inner.set_attn_implementation(implementation)
+    return str(current)

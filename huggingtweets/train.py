@@ -33,7 +33,7 @@ from . import atomic
 from .compiling import MIN_STEPS, Compile, check_setting, compile_wanted, compiled
 from .dataset import Blocks, build_blocks, steps_per_epoch
 from .errors import HuggingTweetsError, check_seed
-from .hardware import cpu_bf16
+from .hardware import BF16_CPU_ATTENTION, cpu_bf16, set_attention
 
 log = logging.getLogger(__name__)
 
@@ -496,6 +496,8 @@ def train_model(
     use_compile = compile_wanted(config.compile, planned - done, gpu, getattr(model.config, "model_type", None))
     if use_compile and progress:
         progress("compiling the transformer layers first (torch.compile): the first steps take a minute or two longer")
+    # bf16 on a CPU: transformers' own attention, faster there than SDPA's kernels (hardware.py); put back after.
+    attention = set_attention(model, BF16_CPU_ATTENTION) if config.precision == "bf16" and not gpu else None
     try:
         with compiled(layer_stack(model) if use_compile else []):
             output = trainer.train(resume_from_checkpoint=resume)
@@ -503,6 +505,9 @@ def train_model(
         if config.wandb:
             _finish_wandb(failed=True)
         raise
+    finally:
+        if attention is not None:
+            set_attention(model, attention)
     if config.wandb:
         _finish_wandb()
     best = trainer.state.best_metric if checks else None

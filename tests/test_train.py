@@ -352,8 +352,23 @@ def test_on_a_cpu_with_bf16_training_autocasts_and_generation_switches_to_bf16_w
 
     monkeypatch.setenv("HUGGINGTWEETS_CPU_BF16", "1")  # a CPU with bf16 arithmetic (emulated, slowly, where there is none)
     corpus = corpus_of(posts_file)
+    seen: list[str] = []  # the attention in use at each training step
+
+    def spy(self, model, inputs, *args, **kwargs):
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        seen.append(inner.config._attn_implementation)
+        return original(self, model, inputs, *args, **kwargs)
+
+    from transformers import Trainer
+
+    original = Trainer.compute_loss
+    monkeypatch.setattr(Trainer, "compute_loss", spy)
     bot = Bot.train_corpus(corpus, home / "bot", base_model=str(tiny_llama), config=fast(method=method), show_progress=False)
+    monkeypatch.setattr(Trainer, "compute_loss", original)
     assert bot.info["config"]["precision"] == "bf16" and "bf16" in (bot.path / "README.md").read_text()
+    # Training ran with transformers' own attention (faster in bf16 on a CPU); the model's SDPA came back after.
+    assert seen and set(seen) == {"eager"}
+    assert bot.model.config._attn_implementation == "sdpa"
     # autocast computes in bf16 and keeps float32 weights: the saved bot is float32, ready for any machine
     weights = load_file(bot.path / ("adapter_model.safetensors" if method == "lora" else "model.safetensors"))
     assert weights and {w.dtype for w in weights.values()} == {torch.float32}
@@ -363,7 +378,7 @@ def test_on_a_cpu_with_bf16_training_autocasts_and_generation_switches_to_bf16_w
     before = bot.perplexity(validation)
     samples = bot.generate(n=6, seed=0, max_new_tokens=32)
     assert len(samples) == 6 and all(s.text for s in samples)
-    assert {p.dtype for p in bot.model.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in bot.model.parameters()} == {torch.bfloat16} and bot.model.config._attn_implementation == "eager"
     assert bot.perplexity(validation) == pytest.approx(before, rel=0.02)  # the same model, rounded to bf16
     assert [s.text for s in bot.generate(n=6, seed=0, max_new_tokens=32)] == [s.text for s in samples]
     assert "".join(p.text for p in bot.stream(seed=1, max_new_tokens=16))
