@@ -1,6 +1,7 @@
 """What this machine's processor does fast, for the choices that depend on it.
 
     if cpu_bf16(): ...        # train with bf16 autocast, generate with bf16 weights
+    previous = set_attention(model, BF16_CPU_ATTENTION)   # and transformers' own attention, faster there in bf16
 
 Why: on a CPU with native bf16 dot products (x86 AVX512-BF16 or AMX: Intel Sapphire Rapids and later, AMD Zen 4
 and later) a bf16 matrix multiply runs about 4x as fast as a float32 one (2 Zen 5 cores: 810 against 210 GFLOP/s

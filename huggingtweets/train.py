@@ -69,7 +69,7 @@ class TrainConfig:
     save_minutes: float = field(default=5.0, metadata={"help": "also checkpoint at least this often, so a killed run loses little"})
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
         default="auto",
-        metadata={"help": "auto: bf16/fp16 on GPU; on a CPU bf16 autocast where it has bf16 arithmetic (~1.9x faster steps, see hardware.py), else fp32"},
+        metadata={"help": "auto: bf16/fp16 on GPU; on a CPU bf16 autocast where it has bf16 arithmetic (~2.2x faster steps, see hardware.py), else fp32"},
     )
     wandb: bool = field(default=False, metadata={"help": "log to Weights & Biases (offline unless WANDB_API_KEY is set)"})
     fused_loss: bool = field(
