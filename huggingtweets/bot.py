@@ -224,7 +224,7 @@ class Bot:
         if stop is not None and stop.is_set():  # pressed while the model loaded and was measured: nothing to keep yet
             raise HuggingTweetsError("stopped before the first training step: nothing was trained or saved")
         if progress:
-            progress(f"training ({config.method}, {config.epochs:g} epochs, lr {config.learning_rate:g}) on {len(train_texts)} posts")
+            progress(f"training ({config.method}, {config.precision}, {config.epochs:g} epochs, lr {config.learning_rate:g}) on {len(train_texts)} posts")
         result = train_model(
             model, tokenizer, train_texts, validation_texts, config, work_dir,
             base=run_base, restart=restart, listener=listener, stop=stop, show_progress=show_progress,

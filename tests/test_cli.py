@@ -207,6 +207,7 @@ def test_train_generate_eval_and_list(capsys, home, files, tiny_llama, tmp_path)
     assert code == 0, err
     config = json.loads((bot / "huggingtweets.json").read_text())["config"]
     assert (config["compile"], config["precision"]) == ("off", "bf16")  # the flags reach the config
+    assert "training (full, bf16, 2 epochs" in err  # and the progress line says how it trains
     result = json.loads(out)
     assert result["bot"] == str(bot) and result["bot_perplexity"] < result["base_perplexity"]
     assert "| account |" in err  # the counts table is printed
