@@ -564,7 +564,10 @@ def default_config(evals_per_epoch: int, method: str = "auto") -> Any:
     """The project's CPU defaults for `method` (auto: LoRA), with early stopping scaled to `evals_per_epoch`."""
     from .train import TrainConfig
 
-    defaults = TrainConfig(method=method)  # type: ignore[arg-type]
+    import torch
+
+    # On a GPU machine these CPU settings train on the GPU, in float32 as they always did (the host CPU's bf16 is moot).
+    defaults = TrainConfig(method=method, precision="fp32" if torch.cuda.is_available() else "auto")  # type: ignore[arg-type]
     # Early stopping after the same share of an epoch as the defaults (2 evaluations at 2 per epoch: one epoch).
     patience = max(1, round(defaults.early_stopping_patience * evals_per_epoch / defaults.evals_per_epoch))
     return replace(defaults, evals_per_epoch=evals_per_epoch, early_stopping_patience=patience, save_minutes=1e9).resolved("cpu")
@@ -948,10 +951,11 @@ def run(options: BenchOptions, say: Say | None = None) -> dict[str, Any]:
                 report.setdefault("quality", {})["memorisation"] = section.pop("memorisation", None)
                 if section.get("dtype") == "bfloat16":
                     say("  the same batched draw with float32 weights, the baseline")
-                    section["batched_fp32"] = in_child("generation", {
+                    baseline = in_child("generation", {
                         "model": bot_dir.name, "max_new_tokens": 96, "batched_posts": options.batched_posts,
                         "batch_size": options.generation_batch, "train_texts": data.race_train, "fast_weights": False,
-                    }, timeout).get("batched")
+                    }, timeout)
+                    section["batched_fp32"] = baseline.get("batched", baseline)  # a failed child's error stays in view
 
         if "levers" in sections:
             with runner.section("levers") as section:

@@ -82,6 +82,7 @@ class Bot:
         self.tokenizer = tokenizer
         self.info = info
         self.checker = checker
+        self._converting = threading.Lock()  # two threads generating at once must not both convert the weights
 
     def __repr__(self) -> str:
         return f"Bot({str(self.path)!r}, accounts={self.info.get('accounts')}, base={self.info.get('base_model')!r})"
@@ -220,7 +221,9 @@ class Bot:
             if left_out and progress:
                 progress(f"resuming the interrupted run on the posts it started with ({left_out} fetched since left out; --restart trains on all)")
             train_texts, validation_texts = kept
-        base_ppl = perplexity(model, tokenizer, validation_texts, config.block_size, config.batch_size) if validation_texts else math.nan
+        # In the arithmetic the run evaluates the bot in (the Trainer's evaluation runs under its autocast): like for like.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16" and _device().type == "cpu"):
+            base_ppl = perplexity(model, tokenizer, validation_texts, config.block_size, config.batch_size) if validation_texts else math.nan
         if stop is not None and stop.is_set():  # pressed while the model loaded and was measured: nothing to keep yet
             raise HuggingTweetsError("stopped before the first training step: nothing was trained or saved")
         if progress:
@@ -310,11 +313,16 @@ class Bot:
 
     def generate(self, n: int = 5, prompt: str = "", **kwargs: Any) -> list[Sample]:
         """`n` new posts starting with `prompt`; each says whether it copies a training post (copies are redrawn)."""
-        return generate(fast_weights(self.model), self.tokenizer, self.options(n=n, prompt=prompt, **kwargs), self.checker)
+        return generate(self._generation_model(), self.tokenizer, self.options(n=n, prompt=prompt, **kwargs), self.checker)
 
     def stream(self, prompt: str = "", **kwargs: Any) -> Iterator[Partial]:
         """One post as it is generated, for user interfaces."""
-        return stream(fast_weights(self.model), self.tokenizer, self.options(prompt=prompt, **kwargs), self.checker)
+        return stream(self._generation_model(), self.tokenizer, self.options(prompt=prompt, **kwargs), self.checker)
+
+    def _generation_model(self) -> Any:
+        """The model, switched to bf16 weights where that generates faster (`generate.fast_weights`), once."""
+        with self._converting:
+            return fast_weights(self.model)
 
     def perplexity(self, texts: list[str]) -> float:
         """Held-out perplexity of `texts`, with the weights the bot has now (bf16 once it has generated on a CPU with

@@ -225,7 +225,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .compiling import Compile
     from .generate import GenerateOptions
-    from .train import TrainConfig
+    from .train import Precision, TrainConfig
 
     parser = Parser(prog="huggingtweets", description="Fine-tune a language model on public posts and generate new, AI-labelled ones.")
     parser.add_argument("--version", action="version", version=f"huggingtweets {__import__('huggingtweets').__version__}")
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=_positive(int), default=None, help=_help(TrainConfig, "max_steps"))
     p.add_argument("--lora-rank", type=_positive(int), default=TrainConfig.lora_rank, help=_help(TrainConfig, "lora_rank"))
     p.add_argument("--compile", choices=get_args(Compile), default=TrainConfig.compile, help=_help(TrainConfig, "compile"))
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=TrainConfig.precision, help=_help(TrainConfig, "precision"))
+    p.add_argument("--precision", choices=get_args(Precision), default=TrainConfig.precision, help=_help(TrainConfig, "precision"))
     p.add_argument("--min-characters", type=int, default=6000, help="refuse to train on less text than this")
     p.add_argument("--restart", action="store_true", help="discard checkpoints of an interrupted run instead of resuming")
     p.add_argument("--wandb", action="store_true", help=_help(TrainConfig, "wandb"))

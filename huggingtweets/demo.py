@@ -31,7 +31,8 @@ def find_notebook() -> Path:
     (an installed wheel, where the package's link to it became a copy)."""
     package = Path(__file__).resolve().parent
     for candidate in (package.parent / "notebooks" / NOTEBOOK, package / NOTEBOOK):
-        if candidate.is_file():
+        # A checkout without symbolic links (core.symlinks=false) holds the link as a text file naming its target.
+        if candidate.is_file() and candidate.read_bytes()[:1] == b"{":
             return candidate
     raise HuggingTweetsError(
         f"the demo notebook {NOTEBOOK} is missing from the installed package: reinstall it (pip install --force-reinstall "

@@ -85,12 +85,18 @@ def fast_weights(model: object) -> object:
     a CPU with bf16 arithmetic (`hardware.cpu_bf16`). There a batch of 64 posts is drawn about 2x as fast and one
     post at a time 1.6x, and transformers' own attention, which it then switches to, 1.14x faster again than SDPA's
     (benchmarks/README.md); held-out perplexity moves by about 0.2%. Elsewhere, and for a model still in training
-    mode, it is left as it is. Only for a model that is done training: its float32 weights are gone.
+    mode, it is left as it is, and so is a model spread over devices or already in another dtype. Only for a model
+    that is done training: its float32 weights are gone. Buffers (such as the rotary frequencies) stay float32.
     """
-    weight = next(model.parameters())  # type: ignore[attr-defined]
-    if weight.device.type == "cpu" and weight.dtype == torch.float32 and not model.training and cpu_bf16():  # type: ignore[attr-defined]
-        model.to(torch.bfloat16)  # type: ignore[attr-defined]
-        set_attention(model, BF16_CPU_ATTENTION)
+    weights = list(model.parameters())  # type: ignore[attr-defined]
+    plain = all(w.device.type == "cpu" and w.dtype == torch.float32 for w in weights) and not getattr(model, "hf_device_map", None)
+    if not (weights and plain and not model.training and cpu_bf16()):  # type: ignore[attr-defined]
+        return model
+    buffers = [(m, name, b) for m in model.modules() for name, b in m._buffers.items() if b is not None and b.is_floating_point()]  # type: ignore[attr-defined]
+    model.to(torch.bfloat16)  # type: ignore[attr-defined]
+    for module, name, buffer in buffers:
+        module._buffers[name] = buffer
+    set_attention(model, BF16_CPU_ATTENTION)
     return model
 
 

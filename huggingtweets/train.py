@@ -38,6 +38,7 @@ from .hardware import BF16_CPU_ATTENTION, cpu_bf16, set_attention
 log = logging.getLogger(__name__)
 
 Method = Literal["auto", "lora", "full"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 # The CPU default, LoRA at batch 2 (see benchmarks/README.md): 2e-3 reached the HuggingTweets recipe's best held-out
 # perplexity soonest and stayed stable; 4e-3 was as fast but its validation loss jumped between evaluations.
@@ -67,7 +68,7 @@ class TrainConfig:
     early_stopping_patience: int = field(default=2, metadata={"help": "evaluations without improvement before stopping"})
     evals_per_epoch: int = field(default=2, metadata={"help": "validation (and checkpoint) points per epoch"})
     save_minutes: float = field(default=5.0, metadata={"help": "also checkpoint at least this often, so a killed run loses little"})
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
+    precision: Precision = field(
         default="auto",
         metadata={"help": "auto: bf16/fp16 on GPU; on a CPU bf16 autocast where it has bf16 arithmetic (~2.2x faster steps, see hardware.py), else fp32"},
     )
@@ -146,9 +147,15 @@ class TrainResult:
 
 
 def run_fingerprint(config: TrainConfig, base: str, train_texts: list[str], validation_texts: list[str]) -> str:
-    """Identifies a run: resuming is only allowed into checkpoints of the same data, base and settings."""
+    """Identifies a run: resuming is only allowed into checkpoints of the same data, base and settings.
+
+    Settings that change only how fast the same training runs are left out: among them the precision, since mixed
+    precision keeps float32 weights and optimizer state, so a run stopped in float32 resumes in bf16 (after an upgrade
+    that made bf16 this CPU's default, or with HUGGINGTWEETS_CPU_BF16 changed) and the other way round.
+    """
     digest = hashlib.sha256()
-    settings = {k: v for k, v in asdict(config).items() if k not in ("wandb", "save_minutes", "fused_loss", "compile")}
+    speed_only = ("wandb", "save_minutes", "fused_loss", "compile", "precision")
+    settings = {k: v for k, v in asdict(config).items() if k not in speed_only}
     digest.update(json.dumps([settings, base], sort_keys=True, default=str).encode())
     for text in (*train_texts, "\x00", *validation_texts):
         digest.update(text.encode())

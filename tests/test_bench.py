@@ -221,6 +221,15 @@ def test_compiled_arms_carry_the_utilisation_target_and_both_lora_peaks_count():
     assert "| training | full fine-tune | 100 tokens/s, 60.0% of peak (6N) |  |  |" in printed
 
 
+def test_on_a_gpu_machine_the_cpu_settings_stay_float32_whatever_the_host_cpu(monkeypatch):
+    import torch
+
+    monkeypatch.setenv("HUGGINGTWEETS_CPU_BF16", "1")
+    assert bench.default_config(2).precision == "bf16"  # a CPU machine with bf16: its default
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # these arms would train on the GPU, as before in float32
+    assert bench.default_config(2).precision == bench.default_config(2, "full").precision == "fp32"
+
+
 def test_on_a_cpu_with_bf16_the_bench_measures_the_bf16_defaults_against_float32_in_the_same_run(home, tiny_llama, posts_file, monkeypatch):
     monkeypatch.setenv("HUGGINGTWEETS_CPU_BF16", "1")  # the defaults switch to bf16 (emulated, slowly, where the CPU has none)
     options = replace(tiny_options(tiny_llama, posts_file), sections=("peak", "throughput", "race", "generation"))

@@ -49,6 +49,21 @@ def test_the_installed_package_holds_the_demo_notebook_itself(installed: Path) -
     assert found.read_bytes() == NOTEBOOK.read_bytes()
 
 
+def test_a_link_checked_out_as_a_text_file_is_not_taken_for_the_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingtweets import demo
+    from huggingtweets.errors import HuggingTweetsError
+
+    package = tmp_path / "huggingtweets"
+    package.mkdir()
+    monkeypatch.setattr(demo, "__file__", str(package / "demo.py"))
+    (package / demo.NOTEBOOK).write_text("../notebooks/huggingtweets-demo.ipynb")  # git without symlinks writes this
+    with pytest.raises(HuggingTweetsError, match="missing from the installed package"):
+        demo.find_notebook()
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / demo.NOTEBOOK).write_bytes(NOTEBOOK.read_bytes())
+    assert demo.find_notebook() == tmp_path / "notebooks" / demo.NOTEBOOK
+
+
 @pytest.mark.browser
 def test_huggingtweets_demo_serves_the_app_from_an_installed_package(installed: Path, tiny_llama: Path, tmp_path: Path) -> None:
     port = free_port()

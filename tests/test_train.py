@@ -141,6 +141,16 @@ def test_stopped_run_resumes_to_the_same_weights(home, tiny_llama, posts_file):
         torch.testing.assert_close(tensor, whole[name], rtol=1e-4, atol=1e-5)
 
 
+def test_a_run_stopped_in_float32_resumes_in_bf16(home, tiny_llama, posts_file, monkeypatch):
+    # An upgrade that made bf16 this CPU's default (or HUGGINGTWEETS_CPU_BF16 changed) must not strand a stopped run:
+    # mixed precision keeps float32 weights and optimizer state, so its checkpoints go on as they are.
+    corpus, stop = corpus_of(posts_file), threading.Event()
+    Bot.train_corpus(corpus, home / "b", base_model=str(tiny_llama), config=fast(epochs=2), stop=stop, listener=_stop_at(3, stop), show_progress=False)
+    monkeypatch.setenv("HUGGINGTWEETS_CPU_BF16", "1")
+    resumed = Bot.train_corpus(corpus, home / "b", base_model=str(tiny_llama), config=fast(epochs=2), show_progress=False)
+    assert resumed.metrics["resumed_from_step"] == 3 and resumed.info["config"]["precision"] == "bf16"
+
+
 def test_killed_run_resumes_from_its_last_checkpoint(home, tiny_llama, posts_file):
     config = fast(epochs=2)
     corpus = corpus_of(posts_file)
@@ -329,6 +339,7 @@ def test_bad_settings_are_refused(bad, message):
 
 
 def test_device_defaults(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HUGGINGTWEETS_CPU_BF16", "0")  # a CPU without bf16 arithmetic, also when the suite runs in bf16
     cpu = TrainConfig().resolved("cpu")
     assert (cpu.method, cpu.precision) == ("lora", "fp32")  # a CPU without bf16 arithmetic (the suite's setting)
     monkeypatch.setenv("HUGGINGTWEETS_CPU_BF16", "1")  # one with it: bf16 autocast, ~1.9x faster steps
@@ -361,10 +372,17 @@ def test_on_a_cpu_with_bf16_training_autocasts_and_generation_switches_to_bf16_w
 
     from transformers import Trainer
 
+    import huggingtweets.bot as bot_module
+
+    measured = bot_module.perplexity
+    autocast: list[bool] = []  # the base model is measured in the arithmetic the bot is evaluated in
+    monkeypatch.setattr(bot_module, "perplexity", lambda *a, **k: autocast.append(torch.is_autocast_enabled("cpu")) or measured(*a, **k))
     original = Trainer.compute_loss
     monkeypatch.setattr(Trainer, "compute_loss", spy)
     bot = Bot.train_corpus(corpus, home / "bot", base_model=str(tiny_llama), config=fast(method=method), show_progress=False)
     monkeypatch.setattr(Trainer, "compute_loss", original)
+    monkeypatch.setattr(bot_module, "perplexity", measured)
+    assert autocast == [True]
     assert bot.info["config"]["precision"] == "bf16" and "bf16" in (bot.path / "README.md").read_text()
     # Training ran with transformers' own attention (faster in bf16 on a CPU); the model's SDPA came back after.
     assert seen and set(seen) == {"eager"}
@@ -379,6 +397,8 @@ def test_on_a_cpu_with_bf16_training_autocasts_and_generation_switches_to_bf16_w
     samples = bot.generate(n=6, seed=0, max_new_tokens=32)
     assert len(samples) == 6 and all(s.text for s in samples)
     assert {p.dtype for p in bot.model.parameters()} == {torch.bfloat16} and bot.model.config._attn_implementation == "eager"
+    floating = [b for b in bot.model.buffers() if b.is_floating_point()]
+    assert floating and {b.dtype for b in floating} == {torch.float32}  # the rotary frequencies keep their precision
     assert bot.perplexity(validation) == pytest.approx(before, rel=0.02)  # the same model, rounded to bf16
     assert [s.text for s in bot.generate(n=6, seed=0, max_new_tokens=32)] == [s.text for s in samples]
     assert "".join(p.text for p in bot.stream(seed=1, max_new_tokens=16))
