@@ -941,20 +941,17 @@ def run(options: BenchOptions, say: Say | None = None) -> dict[str, Any]:
 
         if "generation" in sections and "error" not in report.get("race", {}):
             with runner.section("generation") as section:
+                # The batched draw; the full section adds batch 1, streaming and memorisation to it.
+                draw = {"model": bot_dir.name, "max_new_tokens": 96, "batched_posts": options.batched_posts,
+                        "batch_size": options.generation_batch, "train_texts": data.race_train}
                 section.update(in_child("generation", {
-                    "model": bot_dir.name, "max_new_tokens": 96, "batch1_posts": options.batch1_posts,
-                    "batched_posts": options.batched_posts, "batch_size": options.generation_batch,
-                    "one_call_posts": 0 if options.quick else options.batched_posts,
+                    **draw, "batch1_posts": options.batch1_posts, "one_call_posts": 0 if options.quick else options.batched_posts,
                     "stream_repeats": options.stream_repeats, "memorisation_samples": options.memorisation_samples,
-                    "train_texts": data.race_train,
                 }, timeout))
                 report.setdefault("quality", {})["memorisation"] = section.pop("memorisation", None)
                 if section.get("dtype") == "bfloat16":
                     say("  the same batched draw with float32 weights, the baseline")
-                    baseline = in_child("generation", {
-                        "model": bot_dir.name, "max_new_tokens": 96, "batched_posts": options.batched_posts,
-                        "batch_size": options.generation_batch, "train_texts": data.race_train, "fast_weights": False,
-                    }, timeout)
+                    baseline = in_child("generation", {**draw, "fast_weights": False}, timeout)
                     section["batched_fp32"] = baseline.get("batched", baseline)  # a failed child's error stays in view
 
         if "levers" in sections:
