@@ -727,17 +727,22 @@ def step_pairs(spec: dict[str, Any]) -> dict[str, Any]:
 
     Separate runs of a few steps differ by more than the effects (±15% on this shared machine); alternating steps in
     one process sees the same machine state for both. spec: base_model, texts, method, batch_size, block_size, pairs,
+    precision (fp32, or bf16: autocast and transformers' attention, as `train_model` runs on a CPU),
     variant: "loss", the fused loss (new) against transformers' own (old); "compile", compiled layers (new, as
     `train_model` compiles them) against eager ones (old), both with the fused loss. speedup = old / new step time.
     """
     import torch
 
     from .compiling import compiled
+    from .hardware import BF16_CPU_ATTENTION, set_attention
     from .loss import causal_lm_loss
     from .train import layer_stack
 
     batch, pairs, variant = int(spec["batch_size"]), int(spec["pairs"]), spec.get("variant", "loss")
     model, blocks = _loop_model(spec, 16 if spec["method"] == "lora" else None)
+    bf16 = spec.get("precision") == "bf16"
+    if bf16:
+        set_attention(model, BF16_CPU_ATTENTION)
     data = blocks[:]
     if len(data["input_ids"]) < batch:
         return {"error": f"need at least {batch} blocks"}
@@ -751,14 +756,16 @@ def step_pairs(spec: dict[str, Any]) -> dict[str, Any]:
         inputs = {k: v[at : at + batch] for k, v in data.items()}
         with compiled(layers if new else []):
             start = time.perf_counter()
-            loss = model(**inputs).loss if variant == "loss" and not new else causal_lm_loss(model, inputs)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = model(**inputs).loss if variant == "loss" and not new else causal_lm_loss(model, inputs)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if i >= 2 * warm:
                 seconds["new" if new else "old"].append(time.perf_counter() - start)
     new_s, old_s = _median(seconds["new"]), _median(seconds["old"])
-    return {"variant": variant, "method": spec["method"], "batch_size": batch, "pairs": pairs, "new_step_s": new_s, "old_step_s": old_s,
+    return {"variant": variant, "method": spec["method"], "precision": "bf16" if bf16 else "fp32", "batch_size": batch, "pairs": pairs,
+            "new_step_s": new_s, "old_step_s": old_s,
             "speedup": old_s / new_s if new_s and old_s else None}
 
 
@@ -1034,7 +1041,8 @@ def levers(
             say(f"  lever: {what}, {method}, {pairs} alternating pairs of steps")
             out[f"{variant}_pairs"][method] = in_child("step_pairs", {
                 "base_model": options.base_model, "texts": data.race_train, "method": method, "batch_size": config.batch_size,
-                "block_size": config.block_size, "pairs": max(2, pairs * options.lever_steps // 6), "variant": variant}, options.child_timeout_s)
+                "block_size": config.block_size, "pairs": max(2, pairs * options.lever_steps // 6), "variant": variant,
+                "precision": config.precision}, options.child_timeout_s)
     say("  lever: torch.compile")
     out["compile"] = in_child("compile_speedup", {"base_model": options.base_model, "texts": evenly(data.train, 256), "batch_size": 8,
                                                    "block_size": TrainConfig().block_size, "steps": options.lever_steps}, 900)
@@ -1293,7 +1301,7 @@ def _lever_lines(report: dict[str, Any]) -> list[str]:
             pairs = lev.get(key, {})
             if pairs:
                 lines.append(f"{what}, median step in alternating pairs on one model: " + ", ".join(
-                    f"{m} (batch {p['batch_size']}, {p['pairs']} pairs) {_fmt(p['old_step_s'])} → {_fmt(p['new_step_s'])} s, {_fmt(p['speedup'])}x"
+                    f"{m} (batch {p['batch_size']}, {p.get('precision', 'fp32')}, {p['pairs']} pairs) {_fmt(p['old_step_s'])} → {_fmt(p['new_step_s'])} s, {_fmt(p['speedup'])}x"
                     if "error" not in p else f"{m} error" for m, p in pairs.items()) + ".")
         gens = lev.get("generation", {})
         lines.append(f"Generation, batch {_get(report, 'options', 'generation_batch')} × 32 new tokens on the base model: " + ", ".join(

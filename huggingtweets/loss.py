@@ -11,9 +11,16 @@ is formed in place, in the forward pass, right after the loss; the backward pass
 gradients. The logits are computed as [vocabulary, tokens] (`weight @ hidden.T`), the layout in which this
 CPU's matmul runs fastest for this shape (~1.4x).
 
-Same loss and gradients as `model(labels=...)` (tests/test_loss.py compares them). Measured on 2 cores in
-alternating steps (benchmarks/README.md): a full fine-tune's step 1.23x faster and 0.3 GB less memory, LoRA's
-1.10x (1.08x and 1.01-1.05x before the softmax stopped allocating a second logits-sized buffer).
+Under bf16 autocast (the default on CPUs with bf16 arithmetic, see hardware.py) the matmuls run in bf16 and the
+softmax in float32, as autocast does with the model's own loss, but a slice of tokens at a time: the only
+logits-sized buffer is the bf16 gradient. transformers' path there copies the logits between bf16 and float32
+three times and keeps two float32 buffers of them.
+
+Same loss and gradients as `model(labels=...)` (tests/test_loss.py compares them, in float32 and under autocast).
+Measured on 2 cores in alternating steps (benchmarks/README.md): in float32 a full fine-tune's step 1.23x faster
+and 0.3 GB less memory, LoRA's 1.10x (1.08x and 1.01-1.05x before the softmax stopped allocating a second
+logits-sized buffer). Under bf16 autocast a full fine-tune's step 1.12x faster; LoRA's as fast, with a 0.1 GB
+lower peak.
 """
 
 from __future__ import annotations
@@ -29,47 +36,82 @@ from .train import is_peft
 # logit scaling or soft-capping (Gemma 2, Cohere, Granite have those), so the fused loss is the same loss.
 PLAIN_HEADS = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 
+# Tokens whose float32 logits are formed at once under autocast: 128 x 49,152 words is 25 MB.
+CHUNK_TOKENS = 128
+
+
+def _softmax_gradient_(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Turn float32 `logits` [vocabulary, tokens] in place into d loss / d logits (softmax minus one-hot, zero for
+    ignored targets); return the summed loss. The softmax is taken by hand because `logsumexp` would allocate a
+    second buffer of the logits' size (50-200 MB, fresh pages from the kernel at every step): ~0.1 s of a LoRA step's
+    1.5 s on 2 cores."""
+    valid = labels != IGNORE
+    safe = labels.clamp(min=0)[None, :]
+    picked = logits.gather(0, safe)[0]
+    top = logits.amax(0)
+    grad = logits.sub_(top).exp_()
+    total = grad.sum(0)
+    loss = ((total.log() + top - picked) * valid).sum()
+    grad.div_(total)
+    grad.scatter_add_(0, safe, -valid[None, :].to(grad.dtype))
+    grad.mul_(valid[None, :])
+    return loss
+
 
 class _LinearCrossEntropy(torch.autograd.Function):
-    """Sum over targets of -log softmax(weight @ h)[label]; gradients are computed in the forward pass."""
+    """Sum over targets of -log softmax(weight @ h)[label]; gradients are computed in the forward pass.
+
+    `dtype`: the matmuls' arithmetic (None: the weight's own, float32). The loss is always summed in float32.
+    """
 
     @staticmethod
-    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        logits = weight @ hidden.T  # [vocabulary, tokens]
-        valid = labels != IGNORE
-        safe = labels.clamp(min=0)[None, :]
-        picked = logits.gather(0, safe)[0]
-        # d loss / d logits = softmax - one-hot, for targets only; built in the logits' own buffer. The softmax
-        # is taken by hand because `logsumexp` would allocate a second buffer of the logits' size (50-200 MB,
-        # fresh pages from the kernel at every step): ~0.1 s of a LoRA step's 1.5 s on 2 cores.
-        top = logits.amax(0)
-        grad = logits.sub_(top).exp_()
-        total = grad.sum(0)
-        loss = ((total.log() + top - picked) * valid).sum()
-        grad.div_(total)
-        grad.scatter_add_(0, safe, -valid[None, :].to(grad.dtype))
-        grad.mul_(valid[None, :])
-        grad_hidden = (weight.T @ grad).T if ctx.needs_input_grad[0] else None
-        grad_weight = grad @ hidden if ctx.needs_input_grad[1] else None  # only when the output layer is trained
+    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+        with torch.autocast("cpu", enabled=False):  # the casts are explicit here
+            if dtype is None or dtype == weight.dtype:
+                w, h = weight, hidden
+                grad = w @ h.T  # [vocabulary, tokens]
+                loss = _softmax_gradient_(grad, labels)
+            else:
+                w, h = weight.to(dtype), hidden.to(dtype)
+                grad = torch.empty(w.shape[0], h.shape[0], dtype=dtype)
+                loss = torch.zeros((), dtype=torch.float32)
+                for start in range(0, h.shape[0], CHUNK_TOKENS):
+                    part = slice(start, start + CHUNK_TOKENS)
+                    logits = (w @ h[part].T).float()
+                    loss += _softmax_gradient_(logits, labels[part])
+                    grad[:, part] = logits
+            # Kept in the matmuls' precision (half the memory under autocast) until the backward pass scales them.
+            grad_hidden = (w.T @ grad).T if ctx.needs_input_grad[0] else None
+            grad_weight = grad @ h if ctx.needs_input_grad[1] else None  # only when the output layer is trained
         ctx.save_for_backward(*(g for g in (grad_hidden, grad_weight) if g is not None))
         ctx.which = (grad_hidden is not None, grad_weight is not None)
+        ctx.dtypes = (hidden.dtype, weight.dtype)
         return loss
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         saved = iter(ctx.saved_tensors)
-        grad_hidden = next(saved) * grad_loss if ctx.which[0] else None
-        grad_weight = next(saved) * grad_loss if ctx.which[1] else None
-        return grad_hidden, grad_weight, None
+        grad_hidden = _scaled(next(saved), grad_loss, ctx.dtypes[0]) if ctx.which[0] else None
+        grad_weight = _scaled(next(saved), grad_loss, ctx.dtypes[1]) if ctx.which[1] else None
+        return grad_hidden, grad_weight, None, None
 
 
-def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, num_items: Any = None) -> torch.Tensor:
+def _scaled(saved: torch.Tensor, grad_loss: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`saved * grad_loss` in `dtype`, in one new buffer: a cast scaled in place, or the product (the saved tensor
+    itself stays as it was, should the backward pass run twice)."""
+    return saved.to(dtype).mul_(grad_loss) if saved.dtype != dtype else saved * grad_loss
+
+
+def linear_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, num_items: Any = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """Causal-LM loss of `hidden` [batch, length, d] through the output `weight` [vocabulary, d] against `labels`
     [batch, length] (shifted here, as transformers does): the sum over targets divided by `num_items` (the
-    Trainer's count across gradient accumulation) or, when None, the mean over targets."""
+    Trainer's count across gradient accumulation) or, when None, the mean over targets. `dtype`: the matmuls'
+    arithmetic, bf16 under autocast; None: the weight's."""
     h = hidden[:, :-1].reshape(-1, hidden.shape[-1])
     targets = labels[:, 1:].reshape(-1)
-    total = _LinearCrossEntropy.apply(h, weight, targets)
+    total = _LinearCrossEntropy.apply(h, weight, targets, dtype)
     count = num_items if num_items is not None else (targets != IGNORE).sum().clamp(min=1)
     return total / count
 
@@ -82,8 +124,8 @@ def _causal(model: Any) -> Any:
 def fused_head(model: Any) -> torch.nn.Linear | None:
     """The output layer when the fused loss gives the same loss as the model's own, else None.
 
-    Only on a CPU in fp32: on a GPU transformers' loss is fast and the logits fit in memory, and half
-    precision would need care this function does not take.
+    Only on a CPU with float32 weights (bf16 autocast included): on a GPU transformers' loss is fast and the logits
+    fit in memory, and float16 or bf16 weights would need care this function does not take.
     """
     causal = _causal(model)
     head = causal.get_output_embeddings() if hasattr(causal, "get_output_embeddings") else None
@@ -94,11 +136,21 @@ def fused_head(model: Any) -> torch.nn.Linear | None:
     return head
 
 
+def _autocast_dtype() -> torch.dtype | None:
+    """The CPU autocast's lower precision when it is on (what the model's own output layer would compute in)."""
+    if hasattr(torch, "get_autocast_dtype"):  # torch 2.4+
+        return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+    return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None  # the CPU-only names before
+
+
 def causal_lm_loss(model: Any, inputs: dict[str, torch.Tensor], num_items: Any = None) -> torch.Tensor | None:
-    """The fused training loss of `model` on a batch, or None when it does not apply (use the model's own)."""
+    """The fused training loss of `model` on a batch, or None when it does not apply (use the model's own).
+
+    Call it inside the same autocast the model's own forward would run in: the decoder runs in it, and the output
+    layer's matmuls take its precision."""
     head = fused_head(model)
-    if head is None or "labels" not in inputs or not torch.is_grad_enabled() or torch.is_autocast_enabled("cpu"):
-        return None  # evaluation, or mixed precision (bf16 on a CPU): the model's own loss
+    if head is None or "labels" not in inputs or not torch.is_grad_enabled():
+        return None  # evaluation: the model's own loss
     features = {k: v for k, v in inputs.items() if k != "labels"}
     hidden = _causal(model).get_decoder()(**features).last_hidden_state
-    return linear_cross_entropy(hidden, head.weight, inputs["labels"], num_items)
+    return linear_cross_entropy(hidden, head.weight, inputs["labels"], num_items, _autocast_dtype())

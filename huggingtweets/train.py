@@ -282,13 +282,16 @@ def _fused_loss_trainer() -> type:
         """`Trainer` whose training loss comes from `loss.causal_lm_loss` where that applies (CPU, plain output layer)."""
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
-            # Evaluation asks for the outputs too, mixed precision runs the model under accelerate's autocast, and
-            # several processes rescale the loss in Trainer: all three take the model's own path.
-            own = return_outputs or self.args.bf16 or self.args.fp16 or self.accelerator.num_processes > 1
+            # Evaluation asks for the outputs too, and several processes rescale the loss in Trainer: both take the
+            # model's own path. So does fp16, whose loss scaling the fused path was not made for.
+            own = return_outputs or self.args.fp16 or self.accelerator.num_processes > 1
             if not own:
                 # Normalised as the model's own loss would be: by the Trainer's count when the model accepts it.
                 count = num_items_in_batch if self.model_accepts_loss_kwargs else None
-                loss = causal_lm_loss(model, inputs, count)
+                # accelerate runs the model's forward under its autocast (bf16); the fused path calls the decoder
+                # directly, so it enters the same autocast itself. Without mixed precision this does nothing.
+                with self.accelerator.autocast():
+                    loss = causal_lm_loss(model, inputs, count)
                 if loss is not None:
                     return loss
             return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
