@@ -58,6 +58,35 @@ def _softmax_gradient_(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     return loss
 
 
+def _low_precision_gradient(w: torch.Tensor, h: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """d loss / d logits [tokens, vocabulary] in the dtype of `w` and `h` (bf16), and the summed loss in float32.
+
+    A slice of tokens at a time: the logits in bf16, then in float32 `logits - max`, its exp and sum, and the gradient
+    written straight into its bf16 rows. Both slice buffers are reused; only the gradient is logits-sized. Rows are
+    tokens here, so each token's softmax runs along contiguous memory and its gradient is one contiguous write.
+    """
+    tokens, vocabulary = h.shape[0], w.shape[0]
+    rows = min(CHUNK_TOKENS, tokens)
+    grad = torch.empty(tokens, vocabulary, dtype=w.dtype)
+    logits = torch.empty(rows, vocabulary, dtype=w.dtype)
+    shifted = torch.empty(rows, vocabulary, dtype=torch.float32)
+    loss = torch.zeros((), dtype=torch.float32)
+    for start in range(0, tokens, rows):
+        n = min(rows, tokens - start)
+        target = labels[start : start + n]
+        valid = target != IGNORE
+        safe = target.clamp(min=0)[:, None]
+        part, exp = logits[:n], shifted[:n]
+        torch.mm(h[start : start + n], w.T, out=part)
+        exp.copy_(part).sub_(part.amax(1, keepdim=True))  # in float32 (an `out=` of another dtype goes via a temporary)
+        picked = exp.gather(1, safe)[:, 0]
+        total = exp.exp_().sum(1)
+        loss += ((total.log() - picked) * valid).sum()
+        exp.scatter_add_(1, safe, -total[:, None])  # exp - total at the label: after dividing by total, softmax - 1
+        grad[start : start + n].copy_(exp.mul_((valid / total)[:, None]))
+    return grad, loss
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     """Sum over targets of -log softmax(weight @ h)[label]; gradients are computed in the forward pass.
 
@@ -68,21 +97,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
         with torch.autocast("cpu", enabled=False):  # the casts are explicit here
             if dtype is None or dtype == weight.dtype:
-                w, h = weight, hidden
-                grad = w @ h.T  # [vocabulary, tokens]
+                grad = weight @ hidden.T  # [vocabulary, tokens]
                 loss = _softmax_gradient_(grad, labels)
+                grad_hidden = (weight.T @ grad).T if ctx.needs_input_grad[0] else None
+                grad_weight = grad @ hidden if ctx.needs_input_grad[1] else None  # only when the output layer is trained
             else:
                 w, h = weight.to(dtype), hidden.to(dtype)
-                grad = torch.empty(w.shape[0], h.shape[0], dtype=dtype)
-                loss = torch.zeros((), dtype=torch.float32)
-                for start in range(0, h.shape[0], CHUNK_TOKENS):
-                    part = slice(start, start + CHUNK_TOKENS)
-                    logits = (w @ h[part].T).float()
-                    loss += _softmax_gradient_(logits, labels[part])
-                    grad[:, part] = logits
-            # Kept in the matmuls' precision (half the memory under autocast) until the backward pass scales them.
-            grad_hidden = (w.T @ grad).T if ctx.needs_input_grad[0] else None
-            grad_weight = grad @ h if ctx.needs_input_grad[1] else None  # only when the output layer is trained
+                grad, loss = _low_precision_gradient(w, h, labels)  # [tokens, vocabulary]
+                # Kept in bf16 (half the memory) until the backward pass scales them into float32.
+                grad_hidden = grad @ w if ctx.needs_input_grad[0] else None
+                grad_weight = grad.T @ h if ctx.needs_input_grad[1] else None
         ctx.save_for_backward(*(g for g in (grad_hidden, grad_weight) if g is not None))
         ctx.which = (grad_hidden is not None, grad_weight is not None)
         ctx.dtypes = (hidden.dtype, weight.dtype)
