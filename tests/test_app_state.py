@@ -229,6 +229,36 @@ def test_a_second_action_while_busy_is_refused(home: Path) -> None:
     assert data.error == ""
 
 
+def test_a_click_as_an_action_ends_leaves_no_stale_note(home: Path) -> None:
+    """A click landing while an action finishes (here: when `busy` drops, the lock still held) either waits its turn
+    and runs, or is refused and its note goes with the action; a failure's message outlives a refused click."""
+    import threading
+
+    data = DataStep()
+    ran: list[str] = []
+    clicks: list[threading.Thread] = []
+
+    def click_as_it_ends(change: dict[str, object]) -> None:
+        if not change["new"] and not clicks:
+            clicks.append(threading.Thread(target=data.run_action, args=("second…", lambda: ran.append("second"))))
+            clicks[0].start()
+            clicks[0].join(0.3)  # before this change it was refused in this window, and its note stayed
+
+    data.observe(click_as_it_ends, "busy")
+    assert data.run_action("first…", lambda: ran.append("first"))
+    clicks[0].join(10)
+    assert ran == ["first", "second"] and data.error == "" and not data.busy
+
+    def fail() -> None:
+        raise HuggingTweetsError("no posts in that file")
+
+    data.unobserve(click_as_it_ends, "busy")
+    refused: list[bool] = []
+    data.observe(lambda change: refused.append(data.fetch()) if change["new"] == "no posts in that file" and not refused else None, "error")
+    assert not data.run_action("reading…", fail)
+    assert refused == [False] and data.error == "no posts in that file" and not data.busy
+
+
 def test_training_reports_progress_losses_and_gives_a_bot(trained: AppState) -> None:
     t = trained.train
     assert t.error == "" and not t.busy and not t.stopped

@@ -115,7 +115,11 @@ class Step(HasTraits):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held while an action runs
+        # A refused click's note and the end of an action take turns, so a click as an action ends cannot leave a
+        # stale "still busy". Reentrant: trait observers run inside and may click again.
+        self._turns = threading.RLock()
+        self._covered = ""  # the error line that the "still busy" note replaced
         self._thread: threading.Thread | None = None
 
     def hide(self, text: str) -> str:
@@ -142,22 +146,26 @@ class Step(HasTraits):
 
     def run_action(self, status: str, work: Callable[[], object]) -> bool:
         """Run one action: refuse a second at the same time, set `busy`, report what goes wrong; True if it went well."""
-        if not self._lock.acquire(blocking=False):
-            self.error = BUSY
-            return False
+        with self._turns:
+            if not self._lock.acquire(blocking=False):
+                if self.error != BUSY:
+                    self._covered = self.error
+                self.error = BUSY
+                return False
         self.busy, self.error, self.status = True, "", status
         try:
             work()
-            if self.error == BUSY:  # a click that came while this ran: stale once it is done
-                self.error = ""
             return True
         except Exception as e:  # every failure ends up in the page, none in a lost traceback
             self.status = ""
             self.report(e)
             return False
         finally:
-            self.busy = False
-            self._lock.release()
+            with self._turns:
+                if self.error == BUSY:  # a click refused while this ran: stale once it is done
+                    self.error = self._covered
+                self.busy = False
+                self._lock.release()
 
     def in_background(self, action: Callable[[], object]) -> threading.Thread:
         """Run `action` (one of this step's methods) in a thread, so the page stays responsive."""
