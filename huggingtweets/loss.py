@@ -66,7 +66,7 @@ def _low_precision_gradient(w: torch.Tensor, h: torch.Tensor, labels: torch.Tens
     tokens here, so each token's softmax runs along contiguous memory and its gradient is one contiguous write.
     """
     tokens, vocabulary = h.shape[0], w.shape[0]
-    rows = min(CHUNK_TOKENS, tokens)
+    rows = max(1, min(CHUNK_TOKENS, tokens))  # no targets at all (one-token rows): an empty gradient, loss 0
     grad = torch.empty(tokens, vocabulary, dtype=w.dtype)
     logits = torch.empty(rows, vocabulary, dtype=w.dtype)
     shifted = torch.empty(rows, vocabulary, dtype=torch.float32)
@@ -153,7 +153,8 @@ def fused_head(model: Any) -> torch.nn.Linear | None:
     """
     causal = _causal(model)
     head = causal.get_output_embeddings() if hasattr(causal, "get_output_embeddings") else None
-    if getattr(causal.config, "model_type", None) not in PLAIN_HEADS or type(head) is not torch.nn.Linear:
+    # No config: a wrapper such as DataParallel, whose forward splits the batch; the fused path would bypass it.
+    if getattr(getattr(causal, "config", None), "model_type", None) not in PLAIN_HEADS or type(head) is not torch.nn.Linear:
         return None  # also a LoRA-wrapped head: its forward is not the plain weight
     if head.bias is not None or head.weight.device.type != "cpu" or head.weight.dtype != torch.float32:
         return None

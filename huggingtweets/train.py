@@ -282,9 +282,10 @@ def _fused_loss_trainer() -> type:
         """`Trainer` whose training loss comes from `loss.causal_lm_loss` where that applies (CPU, plain output layer)."""
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
-            # Evaluation asks for the outputs too, and several processes rescale the loss in Trainer: both take the
-            # model's own path. So does fp16, whose loss scaling the fused path was not made for.
-            own = return_outputs or self.args.fp16 or self.accelerator.num_processes > 1
+            # Evaluation asks for the outputs too, several processes rescale the loss in Trainer, and several GPUs in
+            # one process split the batch in the model's forward (DataParallel): all take the model's own path. So
+            # does fp16, whose loss scaling the fused path was not made for.
+            own = return_outputs or self.args.fp16 or self.accelerator.num_processes > 1 or self.args.n_gpu > 1
             if not own:
                 # Normalised as the model's own loss would be: by the Trainer's count when the model accepts it.
                 count = num_items_in_batch if self.model_accepts_loss_kwargs else None

@@ -248,11 +248,21 @@ def test_a_click_as_an_action_ends_leaves_no_stale_note(home: Path) -> None:
     assert data.run_action("first…", lambda: ran.append("first"))
     clicks[0].join(10)
     assert ran == ["first", "second"] and data.error == "" and not data.busy
+    data.unobserve(click_as_it_ends, "busy")
+
+    # The same from an observer on the action's own thread: the lock is let go before `busy` drops.
+    def click_here(change: dict[str, object]) -> None:
+        if not change["new"] and ran[-1] == "third":
+            data.run_action("fourth…", lambda: ran.append("fourth"))
+
+    data.observe(click_here, "busy")
+    assert data.run_action("third…", lambda: ran.append("third"))
+    assert ran[2:] == ["third", "fourth"] and data.error == "" and not data.busy
+    data.unobserve(click_here, "busy")
 
     def fail() -> None:
         raise HuggingTweetsError("no posts in that file")
 
-    data.unobserve(click_as_it_ends, "busy")
     refused: list[bool] = []
     data.observe(lambda change: refused.append(data.fetch()) if change["new"] == "no posts in that file" and not refused else None, "error")
     assert not data.run_action("reading…", fail)

@@ -116,8 +116,9 @@ class Step(HasTraits):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._lock = threading.Lock()  # held while an action runs
-        # A refused click's note and the end of an action take turns, so a click as an action ends cannot leave a
-        # stale "still busy". Reentrant: trait observers run inside and may click again.
+        # A refused click's note and the start and end of an action take turns, so a click as an action ends cannot
+        # leave a stale "still busy". Reentrant: trait observers run inside and may click again (but must not wait
+        # for an action on another thread: that thread waits for its turn).
         self._turns = threading.RLock()
         self._covered = ""  # the error line that the "still busy" note replaced
         self._thread: threading.Thread | None = None
@@ -152,7 +153,7 @@ class Step(HasTraits):
                     self._covered = self.error
                 self.error = BUSY
                 return False
-        self.busy, self.error, self.status = True, "", status
+            self.busy, self.error, self.status = True, "", status
         try:
             work()
             return True
@@ -164,8 +165,8 @@ class Step(HasTraits):
             with self._turns:
                 if self.error == BUSY:  # a click refused while this ran: stale once it is done
                     self.error = self._covered
+                self._lock.release()  # first: an observer of `busy` may start the next action at once
                 self.busy = False
-                self._lock.release()
 
     def in_background(self, action: Callable[[], object]) -> threading.Thread:
         """Run `action` (one of this step's methods) in a thread, so the page stays responsive."""
