@@ -91,6 +91,8 @@ def test_quick_bench_reports_every_section(home, tiny_llama, posts_file, tmp_pat
     for t in report["targets"]:
         assert t["passed"] in (True, False, None)
         assert t["value"] is None or isinstance(t["value"], float), t
+        # What a quick run cannot judge says so beside its verdict.
+        assert t["note"].startswith("quick:") == (t["id"] in ("race_ratio", "full_utilisation", "perplexity_ratio")), t
 
     assert "| section | measure | value | target | result |" in printed
     assert "| arm | step |" in printed  # the race table
