@@ -19,7 +19,7 @@ three times and keeps two float32 buffers of them.
 Same loss and gradients as `model(labels=...)` (tests/test_loss.py compares them, in float32 and under autocast).
 Measured on 2 cores in alternating steps (benchmarks/README.md): in float32 a full fine-tune's step 1.23x faster
 and 0.3 GB less memory, LoRA's 1.10x (1.08x and 1.01-1.05x before the softmax stopped allocating a second
-logits-sized buffer). Under bf16 autocast a full fine-tune's step 1.12x faster; LoRA's as fast, with a 0.1 GB
+logits-sized buffer). Under bf16 autocast a full fine-tune's step 1.15x faster; LoRA's as fast, with a 0.1 GB
 lower peak.
 """
 
