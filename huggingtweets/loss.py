@@ -163,9 +163,7 @@ def fused_head(model: Any) -> torch.nn.Linear | None:
 
 def _autocast_dtype() -> torch.dtype | None:
     """The CPU autocast's lower precision when it is on (what the model's own output layer would compute in)."""
-    if hasattr(torch, "get_autocast_dtype"):  # torch 2.4+
-        return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
-    return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None  # the CPU-only names before
+    return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
 
 
 def causal_lm_loss(model: Any, inputs: dict[str, torch.Tensor], num_items: Any = None) -> torch.Tensor | None:

@@ -24,6 +24,11 @@ DEFAULT_BASE = "default"
 DEFAULT_NAME = "SmolLM2-135M-Instruct"
 DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the GGUF was quantised from
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Written into the converted folder last. Format 2: the start, end and padding tokens are the GGUF's own (transformers
+# before 5.18 read the end token as <|im_start|>, and bots trained on such a folder never learn to end a post). A
+# folder of an older format is converted again.
+CONVERSION = "huggingtweets-conversion.json"
+CONVERSION_FORMAT = 2
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +66,8 @@ def clear_quantizer_marker(model: Any) -> None:
 def default_model_dir() -> Path:
     """The embedded default as a safetensors folder, converting it on first use."""
     target = paths.models_dir() / DEFAULT_NAME
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+    stamp = atomic.read_json(target / CONVERSION)
+    if isinstance(stamp, dict) and stamp.get("format") == CONVERSION_FORMAT and (target / "model.safetensors").is_file():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -70,11 +76,36 @@ def default_model_dir() -> Path:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     clear_quantizer_marker(model)
+    use_gguf_special_tokens(model, tokenizer, gguf)
     # Written under a temporary name and renamed: a half-converted cache is never used.
     with atomic.folder(target) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        atomic.write_json(tmp / CONVERSION, {"format": CONVERSION_FORMAT, "gguf": gguf.name})
     return target
+
+
+def gguf_special_tokens(gguf: Path) -> dict[str, int]:
+    """The GGUF's own start, end and padding token ids (those it has), from its metadata."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(gguf).fields
+    found = {}
+    for role in ("bos", "eos", "pad"):
+        field = fields.get(f"tokenizer.ggml.{'padding' if role == 'pad' else role}_token_id")
+        if field is not None:
+            found[role] = int(field.parts[field.data[0]][0])
+    return found
+
+
+def use_gguf_special_tokens(model: Any, tokenizer: Any, gguf: Path) -> None:
+    """Set the tokenizer's and the model's start, end and padding tokens to the GGUF's, whatever transformers made of
+    them (versions before 5.18 took <|im_start|> for SmolLM2's end token)."""
+    for role, token_id in gguf_special_tokens(gguf).items():
+        setattr(tokenizer, f"{role}_token", tokenizer.convert_ids_to_tokens(token_id))
+        for config in (model.config, getattr(model, "generation_config", None)):
+            if config is not None:
+                setattr(config, f"{role}_token_id", token_id)
 
 
 def resolve(base: str | None) -> str:

@@ -33,6 +33,40 @@ def test_default_model_is_converted_once_then_loads_fast(default_home):
     assert again == folder and (folder / "model.safetensors").stat().st_mtime_ns == written
     config = json.loads((folder / "config.json").read_text())
     assert config["model_type"] == "llama" and "quantization_config" not in config
+    # The end token is the GGUF's own, whatever the installed transformers reads from it: what posts end with.
+    from transformers import AutoTokenizer
+
+    tokens = models.gguf_special_tokens(models._gguf_path())
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert tokens["eos"] == tokenizer.eos_token_id == config["eos_token_id"] and tokenizer.eos_token == "<|im_end|>"
+    assert json.loads((folder / models.CONVERSION).read_text())["format"] == models.CONVERSION_FORMAT
+
+
+def test_a_conversion_of_an_older_format_is_done_again(default_home, tmp_path, monkeypatch):
+    """A folder converted before the end token was taken from the GGUF (no stamp, and here the end token that
+    transformers < 5.18 gave it) is converted again, into a folder whose end token is right."""
+    import shutil
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    home = tmp_path / "home"
+    stale = home / "models" / models.DEFAULT_NAME
+    shutil.copytree(models.default_model_dir(), stale)
+    (stale / models.CONVERSION).unlink()
+    tokenizer = AutoTokenizer.from_pretrained(stale)
+    tokenizer.eos_token = "<|im_start|>"
+    tokenizer.save_pretrained(stale)
+    assert AutoTokenizer.from_pretrained(stale).eos_token_id == 1
+    # The repair itself, on what an older transformers returns.
+    model = SimpleNamespace(config=SimpleNamespace(eos_token_id=1), generation_config=SimpleNamespace(eos_token_id=1))
+    models.use_gguf_special_tokens(model, tokenizer, models._gguf_path())
+    assert tokenizer.eos_token_id == model.config.eos_token_id == model.generation_config.eos_token_id == 2
+
+    monkeypatch.setenv("HUGGINGTWEETS_HOME", str(home))
+    assert models.default_model_dir() == stale
+    assert AutoTokenizer.from_pretrained(stale).eos_token_id == 2
+    assert json.loads((stale / models.CONVERSION).read_text())["format"] == models.CONVERSION_FORMAT
 
 
 def test_train_save_reload_generate_on_real_posts(default_home, archive_zip, tmp_path):
