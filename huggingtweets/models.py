@@ -66,8 +66,7 @@ def clear_quantizer_marker(model: Any) -> None:
 def default_model_dir() -> Path:
     """The embedded default as a safetensors folder, converting it on first use."""
     target = paths.models_dir() / DEFAULT_NAME
-    stamp = atomic.read_json(target / CONVERSION)
-    if isinstance(stamp, dict) and stamp.get("format") == CONVERSION_FORMAT and (target / "model.safetensors").is_file():
+    if _converted(target):
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -83,6 +82,12 @@ def default_model_dir() -> Path:
         tokenizer.save_pretrained(tmp)
         atomic.write_json(tmp / CONVERSION, {"format": CONVERSION_FORMAT, "gguf": gguf.name})
     return target
+
+
+def _converted(folder: Path) -> bool:
+    """Whether `folder` holds a conversion of the current format."""
+    stamp = atomic.read_json(folder / CONVERSION)
+    return isinstance(stamp, dict) and stamp.get("format") == CONVERSION_FORMAT and (folder / "model.safetensors").is_file()
 
 
 def gguf_special_tokens(gguf: Path) -> dict[str, int]:
@@ -136,8 +141,8 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 def check_available(base: str | None) -> bool:
     """Fail now, with the one-line error, if `base` cannot be loaded; True when it must come from the local cache."""
     if is_default(base):
-        if not (paths.models_dir() / DEFAULT_NAME / "config.json").is_file():
-            _gguf_path()
+        if not _converted(paths.models_dir() / DEFAULT_NAME):
+            _gguf_path()  # converting needs the GGUF
         return False
     source = resolve(base)
     if os.path.isdir(source) or _hub_reachable():

