@@ -13,7 +13,8 @@ from huggingtweets.errors import HuggingTweetsError
 from huggingtweets.posts import Post
 from huggingtweets.sources import FetchOptions, cache
 from huggingtweets.sources.cache import Span
-from huggingtweets.sources.remote import Page, fetch_cached
+from huggingtweets.sources.http import Page
+from huggingtweets.sources.remote import fetch_cached
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -207,3 +208,17 @@ def test_a_deleted_post_still_ends_the_newer_stretch_by_time(home):
 
     service = NoSince([post(0), post(3), post(4)], size=3)  # post 2 deleted meanwhile, post 0 is older than it
     assert [p.id for p in run(service)] == ["0004", "0003", "0002", "0001"]
+
+
+def test_a_fetch_refused_before_any_page_writes_nothing(home):
+    # A wrong token or an account that does not exist: no cache is left behind for it...
+    with pytest.raises(HuggingTweetsError):
+        run(Service([post(1)], fail_on_page=0))
+    assert not (home / "data").exists()
+    # ...and an existing cache, posts and note alike, is left as it was.
+    run(Service([post(1), post(2)], size=1), FetchOptions(limit=1))
+    folder = home / "data" / "x"
+    before = {f.name: f.read_bytes() for f in folder.iterdir()}
+    with pytest.raises(HuggingTweetsError):
+        run(Service([post(1), post(2), post(3)], fail_on_page=0))
+    assert {f.name: f.read_bytes() for f in folder.iterdir()} == before

@@ -7,9 +7,9 @@ has anyway.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from atproto import Client
@@ -21,17 +21,14 @@ from atproto.exceptions import (
     RequestException,
 )
 
-from ..errors import HuggingTweetsError
 from ..posts import Post, parse_time
-from . import FetchOptions, Progress, remote
+from . import FetchOptions, Progress
 from .cache import Span
-from .remote import Page, Retry, with_retries
+from .http import ApiFetcher, Clock, Page, Retry
 
 PUBLIC_APPVIEW = "https://public.api.bsky.app"  # answers read requests without an account
 PAGE_SIZE = 100  # the most getAuthorFeed returns a page
 MAX_POSTS = 1_000_000  # Bluesky sets no limit: `FetchOptions.limit` does
-
-T = TypeVar("T")
 
 
 def _classify(e: Exception) -> Retry | None:
@@ -39,7 +36,7 @@ def _classify(e: Exception) -> Retry | None:
         if e.retry_after is not None:
             return Retry("rate limit", rate_limited=True, wait=e.retry_after)
         reset = e.reset_at
-        return Retry("rate limit", rate_limited=True, wait=reset.timestamp() - remote._now() if reset else None)
+        return Retry("rate limit", rate_limited=True, until=reset.timestamp() if reset else None)
     if isinstance(e, NetworkError):  # connection trouble, timeouts and HTTP 502
         return Retry(f"HTTP {e.response.status_code}" if e.response else "network error")
     if isinstance(e, (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)):
@@ -49,7 +46,9 @@ def _classify(e: Exception) -> Retry | None:
     return None
 
 
-def _explain(e: AtProtocolError, handle: str) -> str:
+def _explain(e: Exception, handle: str) -> str:
+    if isinstance(e, httpx.HTTPError) and not isinstance(e, httpx.TransportError):
+        return f"Bluesky sent an answer that could not be read ({type(e).__name__}): try again later"
     response = e.response if isinstance(e, RequestErrorBase) else None
     if response is None:
         return f"could not reach Bluesky ({type(e).__name__}): check the internet connection and try again"
@@ -62,27 +61,24 @@ def _explain(e: AtProtocolError, handle: str) -> str:
     return f"Bluesky would not show {handle}'s posts (HTTP {response.status_code}, {said})"
 
 
-class BlueskyFetcher:
-    """Pages of one Bluesky account's posts, newest first (see `remote.Fetcher`)."""
+class BlueskyFetcher(ApiFetcher):
+    """Pages of one Bluesky account's posts, newest first (see `http.Fetcher`)."""
 
     max_posts = MAX_POSTS
+    service = "Bluesky"
+    # atproto wraps most failures in its own errors, but passes some of httpx's through (a dropped connection)
+    errors = (AtProtocolError, httpx.HTTPError)
 
-    def __init__(self, handle: str, options: FetchOptions, say: Progress) -> None:
+    def __init__(self, handle: str, options: FetchOptions, say: Progress, clock: Clock | None = None) -> None:
+        super().__init__(options, say, clock)
         self.handle = handle
-        self.options = options
-        self.say = say
         self.label = f"Bluesky {handle}"
         self._client: Client | None = None
 
-    def _call(self, call: Callable[[], T]) -> T:
-        try:
-            return with_retries(call, _classify, service="Bluesky", options=self.options, say=self.say)
-        except AtProtocolError as e:
-            raise HuggingTweetsError(_explain(e, self.handle)) from None
-        except httpx.TransportError as e:
-            raise HuggingTweetsError(f"could not reach Bluesky ({type(e).__name__}): check the internet connection and try again") from None
-        except httpx.HTTPError as e:
-            raise HuggingTweetsError(f"Bluesky sent an answer that could not be read ({type(e).__name__}): try again later") from None
+    classify = staticmethod(_classify)
+
+    def explain(self, e: Exception) -> str:
+        return _explain(e, self.handle)
 
     @staticmethod
     def _post(item: Any) -> Post:
@@ -110,7 +106,7 @@ class BlueskyFetcher:
                 "limit": PAGE_SIZE,
                 "cursor": cursor,
             }
-            response = self._call(partial(feed.get_author_feed, params))
+            response = self.call(partial(feed.get_author_feed, params))
             # Reposts and pins come with a `reason`; everything else is the account's own post.
             posts = [self._post(item) for item in response.feed if item.reason is None]
             cursor = response.cursor if response.feed else None

@@ -6,9 +6,9 @@ posts; another instance may know only the few that reached it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from mastodon import (
     Mastodon,
@@ -23,59 +23,46 @@ from mastodon import (
 
 from ..errors import HuggingTweetsError
 from ..posts import Post
-from . import FetchOptions, Progress, remote
+from . import FetchOptions, Progress
 from .cache import Span
 from .html import html_to_text
-from .remote import Page, Retry, with_retries
+from .http import ApiFetcher, Clock, Page, Retry
 
 PAGE_SIZE = 40  # the most Mastodon returns a page
 MAX_POSTS = 1_000_000  # Mastodon itself sets no limit: `FetchOptions.limit` does
 
-T = TypeVar("T")
 
-
-def _status(e: MastodonError) -> int | None:
+def _status(e: Exception) -> int | None:
     """Mastodon.py raises API errors as `(message, status code, reason, error text)`."""
     return e.args[1] if len(e.args) > 1 and isinstance(e.args[1], int) else None
 
 
-class MastodonFetcher:
-    """Pages of one Mastodon account's posts, newest first (see `remote.Fetcher`)."""
+class MastodonFetcher(ApiFetcher):
+    """Pages of one Mastodon account's posts, newest first (see `http.Fetcher`)."""
 
     max_posts = MAX_POSTS
+    errors = (MastodonError,)
 
-    def __init__(self, address: str, options: FetchOptions, say: Progress) -> None:
+    def __init__(self, address: str, options: FetchOptions, say: Progress, clock: Clock | None = None) -> None:
+        super().__init__(options, say, clock)
         self.address = address
         self.user, _, self.instance = address.partition("@")
-        self.options = options
-        self.say = say
+        self.service = f"Mastodon ({self.instance})"
         self.label = f"Mastodon @{address}"
         self._api: Mastodon | None = None
         self._account: Any = None
 
-    def _classify(self, e: Exception, network_too: bool = True) -> Retry | None:
+    def classify(self, e: Exception, network_too: bool = True) -> Retry | None:
         if isinstance(e, MastodonRatelimitError):
             reset = self._api.ratelimit_reset if self._api else None  # Mastodon.py reads X-RateLimit-Reset for us
-            return Retry("rate limit", rate_limited=True, wait=reset - remote._now() if reset else None)
+            return Retry("rate limit", rate_limited=True, until=reset or None)
         if isinstance(e, MastodonServerError):
             return Retry(f"HTTP {_status(e)}")
         if network_too and isinstance(e, MastodonNetworkError):
             return Retry("network error")
         return None
 
-    def _call(self, call: Callable[[], T], network_too: bool = True) -> T:
-        try:
-            return with_retries(
-                call,
-                lambda e: self._classify(e, network_too),
-                service=f"Mastodon ({self.instance})",
-                options=self.options,
-                say=self.say,
-            )
-        except MastodonError as e:
-            raise HuggingTweetsError(self._explain(e)) from None
-
-    def _explain(self, e: MastodonError) -> str:
+    def explain(self, e: Exception) -> str:
         where = f"https://{self.instance}"
         if isinstance(e, MastodonNotFoundError):
             return f"{where} has no account @{self.user} (check the spelling, and that {self.instance} is its home instance)"
@@ -93,12 +80,13 @@ class MastodonFetcher:
     def _lookup(self) -> Any:
         """The account, looked up once: statuses are listed by account id."""
         if self._account is None:
-            # "throw": our own waiting (`with_retries`) shows a countdown; Mastodon.py's "wait" would sleep silently.
+            # "throw": our own waiting (`http.with_retries`) shows a countdown; Mastodon.py's "wait" would sleep silently.
             api = self._api = Mastodon(
                 api_base_url=f"https://{self.instance}", ratelimit_method="throw", request_timeout=60
             )
             # A wrong instance name fails at once rather than after a round of retries.
-            self._account = self._call(partial(api.account_lookup, self.user), network_too=False)
+            lookup = partial(api.account_lookup, self.user)
+            self._account = self.call(lookup, lambda e: self.classify(e, network_too=False))
         return self._account
 
     def _post(self, status: Any) -> Post:
@@ -120,7 +108,7 @@ class MastodonFetcher:
         account = self._lookup()
         api = self._api
         assert api is not None
-        page = self._call(
+        page = self.call(
             lambda: api.account_statuses(
                 account.id,
                 exclude_reblogs=not self.options.include_reposts,
@@ -138,4 +126,4 @@ class MastodonFetcher:
             yield Page(posts, None if last else posts[-1].id)
             if last:
                 return
-            page = self._call(partial(api.fetch_next, page))
+            page = self.call(partial(api.fetch_next, page))

@@ -9,35 +9,31 @@ Handles are checked against each service's rules before anything is done with th
 and cache file names, so `../x` or `a/b` must never get that far.
 
 Fetched posts are cached per account (`cache`); a later fetch asks only for what the cache lacks. The services'
-own modules (`x`, `mastodon`, `bluesky`) turn API pages into `Post`s; this module walks the pages, keeps the cache
-up to date after every page, and waits out rate limits and server errors (`with_retries`).
+own modules (`x`, `mastodon`, `bluesky`) turn API pages into `Post`s, calling their libraries through `http`, which
+waits out rate limits and retries server errors; this module walks the pages and keeps the cache up to date after
+every page. It imports the service modules (when one is used); they import `http`, never this module.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import re
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ..errors import HuggingTweetsError
 from ..posts import Post
 from . import FetchOptions, Progress, cache
 from .cache import Span
+from .http import Clock, Fetcher
 
-__all__ = ["parse_source", "account_name", "load_remote", "X_MAX_POSTS"]
+__all__ = ["parse_source", "account_name", "load_remote", "fetch_cached"]
 
-# Indirections so tests can stand in for the clock: nothing here ever really sleeps under test.
+# Indirections so tests can stand in for the clock: nothing ever really sleeps under test. The fetchers are handed
+# a `Clock` of these (`load_remote`); they never import this module.
 _sleep = time.sleep
 _now = time.time
-
-X_MAX_POSTS = 3200  # X's timeline endpoint returns at most the 3,200 most recent posts
 
 # ---------------------------------------------------------------- source syntax
 
@@ -164,99 +160,7 @@ def account_name(source: str) -> str:
     return f"{service}-{name}"
 
 
-# ---------------------------------------------------------------- waiting and retrying
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Retry:
-    """A failure worth trying again: a rate limit (after `wait` seconds) or a passing server or network error."""
-
-    what: str  # for messages: "HTTP 503", "rate limit"
-    rate_limited: bool = False
-    wait: float | None = None  # rate limits: seconds until the service lets us in again, when it says
-
-
-SERVER_TRIES = 4  # a server error is tried this many times in all, backing off 2, 4, 8 s in between
-_RATE_LIMIT_WAITS = 5  # a service that keeps rate-limiting after we waited as told is not going to stop
-_MAX_WAIT = 3600.0  # longer than any service's rate-limit window; more means a broken clock or header
-
-
-def _quiet(message: str) -> None:
-    pass
-
-
-def wait_out(seconds: float, service: str, say: Progress) -> None:
-    """Sleep through a rate limit, saying how long is left every minute so a person sees it is not stuck."""
-    left = max(1, math.ceil(min(seconds, _MAX_WAIT)))
-    until = datetime.fromtimestamp(_now() + left).strftime("%H:%M:%S")
-    say(f"{service} rate limit reached: waiting {left} s, until {until} (Ctrl-C stops; posts so far are kept)")
-    while left > 0:
-        step = min(left, 60)
-        _sleep(step)
-        left -= step
-        if left > 0:
-            say(f"{service} rate limit: {left} s left")
-
-
-def with_retries(
-    call: Callable[[], T],
-    classify: Callable[[Exception], Retry | None],
-    *,
-    service: str,
-    options: FetchOptions,
-    say: Progress,
-) -> T:
-    """`call()`, waiting out rate limits and retrying server errors; `classify` says which failures those are.
-
-    Anything `classify` returns None for is raised as it is, for the caller to turn into a message.
-    """
-    failures = waits = 0
-    while True:
-        try:
-            return call()
-        except Exception as e:
-            retry = classify(e)
-            if retry is None:
-                raise
-        if retry.rate_limited:
-            waits += 1
-            if not options.wait_on_rate_limit:
-                minutes = f" for about {math.ceil(retry.wait / 60)} min" if retry.wait and retry.wait > 0 else ""
-                raise HuggingTweetsError(f"{service} rate limit reached{minutes}: try again later (waiting is off)")
-            if waits > _RATE_LIMIT_WAITS:
-                raise HuggingTweetsError(f"{service} is still rate-limiting after {_RATE_LIMIT_WAITS} waits: try later")
-            wait_out(retry.wait if retry.wait is not None else 60.0, service, say)
-            continue
-        failures += 1
-        if failures >= SERVER_TRIES:
-            raise HuggingTweetsError(f"{service} kept failing ({retry.what}, {SERVER_TRIES} tries): try again later")
-        delay = 2**failures
-        say(f"{service} failed ({retry.what}): trying again in {delay} s ({failures + 1} of {SERVER_TRIES})")
-        _sleep(delay)
-
-
 # ---------------------------------------------------------------- fetching through the cache
-
-
-class Page(NamedTuple):
-    """One page of a timeline, newest post first. `resume`: where the next page starts (a `Span.until`),
-    None after the last page."""
-
-    posts: list[Post]
-    resume: str | None
-
-
-class Fetcher(Protocol):
-    """What each service module provides."""
-
-    label: str  # names the account in messages: "X @jack"
-    max_posts: int  # the most posts the service returns at all
-
-    def pages(self, span: Span, budget: int) -> Iterator[Page]:
-        """The pages of `span`, newest first; `budget`: how many posts are wanted (a hint, to ask for less)."""
-        ...
 
 
 def _wanted(posts: list[Post], options: FetchOptions) -> list[Post]:
@@ -312,87 +216,117 @@ def _unseen(posts: list[Post], known: dict[str, Post], floor: Post | None) -> li
     return list(itertools.takewhile(lambda post: post.id not in known and not older(post), posts))
 
 
-def fetch_cached(service: str, account: str, fetcher: Fetcher, options: FetchOptions, say: Progress) -> list[Post]:
-    """The account's posts, newest first, fetching only what the cache lacks and saving after every page.
+def _offline(cached: cache.Cached | None, path: Path, label: str, options: FetchOptions, say: Progress) -> list[Post]:
+    if cached is None or (not cached.posts and cached.pending):  # never fetched; or a failed first fetch, as older versions noted it
+        raise HuggingTweetsError(f"nothing cached for {label} (no {path}): fetch it once without offline mode")
+    say(f"{label}: using {len(cached.posts)} cached posts (offline)")
+    return _wanted(cached.posts, options)[: options.limit]
 
-    Stops at `options.limit` posts (and the service's own maximum). If anything goes wrong, or Ctrl-C is pressed,
-    the posts fetched so far stay in the cache, with a note of what is missing, and the next fetch carries on there.
-    Except when starting over (`refresh`, or a cache without the replies or reposts wanted now): then the old cache
-    is only replaced once the new fetch is complete, and an interrupted one starts over next time.
-    """
-    path = cache.cache_path(service, account)
-    cached = cache.read(service, account)
-    if options.offline:
-        if cached is None or (not cached.posts and cached.pending):  # never fetched, or the first fetch failed
-            raise HuggingTweetsError(
-                f"nothing cached for {fetcher.label} (no {path}): fetch it once without offline mode"
-            )
-        say(f"{fetcher.label}: using {len(cached.posts)} cached posts (offline)")
-        return _wanted(cached.posts, options)[: options.limit]
 
-    limit = min(options.limit, fetcher.max_posts)
-    state = _start(cached, options, fetcher.label, say)
-    # Starting over (refresh, or replies wanted now): the old cache stays on disk, untouched, until the new fetch has
-    # gone all the way back, and then keeps the posts older than anything the new one reached (past X's 3,200, say).
-    # A start-over that fails or stops at its limit leaves the old cache as it was, and the next fetch starts over.
-    previous = cached.posts if cached is not None and state is not cached else []
+class _Fetch:
+    """One fetch through the cache: its state, what it has fetched, and when that is saved (see `fetch_cached`)."""
 
-    def save(final: bool = False) -> None:
-        if previous and not final:
+    def __init__(
+        self, service: str, account: str, fetcher: Fetcher, options: FetchOptions, say: Progress, cached: cache.Cached | None
+    ) -> None:
+        self.service, self.account, self.fetcher, self.options, self.say = service, account, fetcher, options, say
+        self.cached = cached
+        self.state = _start(cached, options, fetcher.label, say)
+        # Starting over (refresh, or replies wanted now): the old cache stays on disk, untouched, until the new fetch
+        # has gone all the way back, and then keeps the posts older than anything the new one reached (past X's 3,200,
+        # say). A start-over that fails or stops at its limit leaves the old cache as it was; the next one starts over.
+        self.previous = cached.posts if cached is not None and self.state is not cached else []
+        self.known = {p.id: p for p in self.state.posts}
+        self.new = 0
+        # Nothing is written before the service has answered: a fetch refused at once (a wrong token, an account that
+        # does not exist) leaves no cache behind, and an existing one as it was.
+        self.changed = False
+
+    def save(self, final: bool = False) -> None:
+        if not self.changed or (self.previous and not final):
             return
         # Never replace a cache with nothing unless the account really has no posts.
-        if cached is None or state.posts or not state.pending:
-            cache.write(service, account, state)
+        if self.cached is None or self.state.posts or not self.state.pending:
+            cache.write(self.service, self.account, self.state)
 
-    save()  # the plan is on disk before the first request
-    known = {p.id: p for p in state.posts}
-    new = 0
-    try:
+    def walk(self) -> None:
+        """Fetch the pending stretches, newest first, saving after every page."""
+        state, options = self.state, self.options
+        limit = min(options.limit, self.fetcher.max_posts)
         while state.pending:
             span = state.pending[0]
             # Newer posts are always fetched; older stretches only while the cache has fewer posts than asked for.
             budget = limit if span.until is None else limit - len(_wanted(state.posts, options))
             if budget <= 0:
                 break  # what is left stays noted, for a later fetch with a larger limit
-            floor = known.get(span.since) if span.since else None  # the cached post this stretch ends at
-            got = 0
-            for page in fetcher.pages(span, budget):
-                fresh = _unseen(page.posts, known, floor)
-                done = page.resume is None or len(fresh) < len(page.posts)  # the end, or the cached posts
-                got += len(fresh)
-                new += len(fresh)
-                state.posts = cache.merge(state.posts, fresh)
-                known.update((p.id, p) for p in fresh)
-                if done:
-                    state.pending.pop(0)
-                else:
-                    state.pending[0] = Span(page.resume, span.since)
-                save()
-                say(f"{fetcher.label}: {new} new posts fetched" + ("" if previous else f", {len(state.posts)} in the cache"))
-                if done or got >= budget:
-                    break
-            else:
+            if not self.stretch(span, budget):
                 state.pending.pop(0)  # the pages ran out without saying so: the stretch is done
+                self.changed = True
+        if self.previous and not state.pending:
+            state.posts = cache.merge(state.posts, _older_than(self.previous, state.posts))
+            self.save(final=True)
+
+    def stretch(self, span: Span, budget: int) -> bool:
+        """Fetch pages of `span` until it is done or `budget` posts came; False if the pages ran out unsaid."""
+        state, label = self.state, self.fetcher.label
+        floor = self.known.get(span.since) if span.since else None  # the cached post this stretch ends at
+        got = 0
+        for page in self.fetcher.pages(span, budget):
+            fresh = _unseen(page.posts, self.known, floor)
+            done = page.resume is None or len(fresh) < len(page.posts)  # the end, or the cached posts
+            got += len(fresh)
+            self.new += len(fresh)
+            state.posts = cache.merge(state.posts, fresh)
+            self.known.update((p.id, p) for p in fresh)
+            if done:
+                state.pending.pop(0)
+            else:
+                state.pending[0] = Span(page.resume, span.since)
+            self.changed = True
+            self.save()
+            self.say(f"{label}: {self.new} new posts fetched" + ("" if self.previous else f", {len(state.posts)} in the cache"))
+            if done or got >= budget:
+                return True
+        return False
+
+
+def fetch_cached(service: str, account: str, fetcher: Fetcher, options: FetchOptions, say: Progress) -> list[Post]:
+    """The account's posts, newest first, fetching only what the cache lacks and saving after every page.
+
+    Stops at `options.limit` posts (and the service's own maximum). If anything goes wrong, or Ctrl-C is pressed,
+    the posts fetched so far stay in the cache, with a note of what is missing, and the next fetch carries on there.
+    Except when starting over (`refresh`, or a cache without the replies or reposts wanted now): then the old cache
+    is only replaced once the new fetch is complete, and an interrupted one starts over next time. A fetch that
+    fails before the service has answered anything writes nothing.
+    """
+    path = cache.cache_path(service, account)
+    cached = cache.read(service, account)
+    if options.offline:
+        return _offline(cached, path, fetcher.label, options, say)
+    fetch = _Fetch(service, account, fetcher, options, say, cached)
+    try:
+        fetch.walk()
     except HuggingTweetsError as e:
-        if previous:
+        if fetch.previous:
             raise HuggingTweetsError(f"{e} (the cache in {path} is as it was; run again to fetch everything again)") from None
-        if new:
+        if fetch.new:
             raise HuggingTweetsError(
-                f"{e} (kept the {new} new posts fetched before that in {path}; run again to carry on)"
+                f"{e} (kept the {fetch.new} new posts fetched before that in {path}; run again to carry on)"
             ) from None
         raise
     except KeyboardInterrupt:
-        kept = "the cache is as it was" if previous else f"kept {new} new posts in {path}, run again to carry on"
+        kept = "the cache is as it was" if fetch.previous else f"kept {fetch.new} new posts in {path}, run again to carry on"
         say(f"{fetcher.label}: interrupted; {kept}")
         raise
     finally:
-        save()
-    if previous and not state.pending:
-        state.posts = cache.merge(state.posts, _older_than(previous, state.posts))
-        save(final=True)
-    posts = _wanted(state.posts, options)[: options.limit]
-    say(f"{fetcher.label}: {len(posts)} posts ({new} new)")
+        fetch.save()
+    posts = _wanted(fetch.state.posts, options)[: options.limit]
+    say(f"{fetcher.label}: {len(posts)} posts ({fetch.new} new)")
     return posts
+
+
+def _quiet(message: str) -> None:
+    pass
 
 
 def load_remote(source: str, options: FetchOptions, progress: Progress | None = None) -> list[Post]:
@@ -400,6 +334,7 @@ def load_remote(source: str, options: FetchOptions, progress: Progress | None = 
     service, account = parse_source(source)
     say = progress or _quiet
     fetcher: Fetcher
+    clock = Clock(sleep=_sleep, now=_now)  # read here, at the call, so that a test's stand-ins are the ones used
     # Each service's library is imported only when that service is used.
     if service == "twint":
         from .twint import load_twint
@@ -408,13 +343,13 @@ def load_remote(source: str, options: FetchOptions, progress: Progress | None = 
     if service == "x":
         from .x import XFetcher
 
-        fetcher = XFetcher(account, options, say)
+        fetcher = XFetcher(account, options, say, clock)
     elif service == "mastodon":
         from .mastodon import MastodonFetcher
 
-        fetcher = MastodonFetcher(account, options, say)
+        fetcher = MastodonFetcher(account, options, say, clock)
     else:
         from .bluesky import BlueskyFetcher
 
-        fetcher = BlueskyFetcher(account, options, say)
+        fetcher = BlueskyFetcher(account, options, say, clock)
     return fetch_cached(service, account, fetcher, options, say)

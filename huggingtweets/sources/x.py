@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 import tweepy
@@ -19,15 +19,14 @@ import tweepy
 from ..environment import X_TOKEN_VARIABLES
 from ..errors import HuggingTweetsError
 from ..posts import Post
-from . import FetchOptions, Progress, remote
+from . import FetchOptions, Progress
 from .cache import Span
-from .remote import Page, Retry, with_retries
+from .http import ApiFetcher, Clock, Page, Retry
 
+MAX_POSTS = 3200  # X's timeline endpoint returns at most the 3,200 most recent posts
 COST_PER_POST = 0.005  # US dollars per post read, X's pay-per-use price (2026)
 TWEET_FIELDS = ["created_at", "public_metrics", "referenced_tweets", "note_tweet", "in_reply_to_user_id"]
 _FREE = "or use a free source instead: your X archive (.zip), mastodon:user@instance or bsky:handle"
-
-T = TypeVar("T")
 
 
 def bearer_token(options: FetchOptions) -> str:
@@ -80,9 +79,8 @@ def _classify(e: Exception) -> Retry | None:
     if isinstance(e, tweepy.TooManyRequests):
         if _body(e).get("title") == "UsageCapExceeded":
             return None  # a monthly cap: waiting 15 minutes will not lift it
-        reset = e.response.headers.get("x-rate-limit-reset")
-        wait = int(reset) - remote._now() + 1 if reset and reset.isdigit() else None
-        return Retry("rate limit", rate_limited=True, wait=wait)
+        reset = e.response.headers.get("x-rate-limit-reset")  # a Unix time; a second more for clock skew
+        return Retry("rate limit", rate_limited=True, until=int(reset) + 1 if reset and reset.isdigit() else None)
     if isinstance(e, tweepy.TwitterServerError):
         return Retry(f"HTTP {e.response.status_code}")
     if isinstance(e, (requests.ConnectionError, requests.Timeout)):
@@ -126,35 +124,35 @@ def _refusal(errors: list[dict[str, Any]], handle: str) -> str:
     return f"X would not show @{handle}'s posts ({first.get('title', '')}: {first.get('detail', '')})"
 
 
-class XFetcher:
-    """Pages of one X account's posts, newest first (see `remote.Fetcher`)."""
+class XFetcher(ApiFetcher):
+    """Pages of one X account's posts, newest first (see `http.Fetcher`)."""
 
-    max_posts = remote.X_MAX_POSTS
+    max_posts = MAX_POSTS
+    service = "X"
+    errors = (tweepy.TweepyException, requests.RequestException)
 
-    def __init__(self, handle: str, options: FetchOptions, say: Progress) -> None:
+    def __init__(self, handle: str, options: FetchOptions, say: Progress, clock: Clock | None = None) -> None:
+        super().__init__(options, say, clock)
         self.handle = handle
-        self.options = options
-        self.say = say
         self.label = f"X @{handle}"
         self._client: tweepy.Client | None = None
         self._user: tweepy.User | None = None
 
-    def _call(self, call: Callable[[], T]) -> T:
-        try:
-            return with_retries(call, _classify, service="X", options=self.options, say=self.say)
-        except (tweepy.TweepyException, requests.RequestException) as e:
-            token = self._client.bearer_token if self._client else ""
-            message = _explain(e, self.handle)
-            raise HuggingTweetsError(message.replace(token, "[redacted]") if token else message) from None
+    classify = staticmethod(_classify)
+
+    def explain(self, e: Exception) -> str:
+        token = self._client.bearer_token if self._client else ""
+        message = _explain(e, self.handle)
+        return message.replace(token, "[redacted]") if token else message
 
     def _account(self) -> tweepy.User:
         """The account, looked up once: X addresses timelines by user id, not by handle."""
         if self._user is None:
             token = bearer_token(self.options)
             _redact.secrets.add(token)
-            # Our own waiting (`with_retries`) shows a countdown; tweepy's would sleep silently.
+            # Our own waiting (`http.with_retries`) shows a countdown; tweepy's would sleep silently.
             client = self._client = tweepy.Client(bearer_token=token, wait_on_rate_limit=False)
-            response = self._call(partial(client.get_user, username=self.handle))
+            response = self.call(partial(client.get_user, username=self.handle))
             if response.data is None:
                 raise HuggingTweetsError(_refusal(response.errors or [{}], self.handle))
             self._user = response.data
@@ -204,7 +202,7 @@ class XFetcher:
         while True:
             # X bills every post it returns: ask for no more than are wanted (it takes 5 to 100 a page).
             pages.kwargs["max_results"] = max(5, min(100, budget - got))
-            response = self._call(lambda: next(pages, None))
+            response = self.call(lambda: next(pages, None))
             if response is None:
                 yield Page([], None)
                 return
