@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 import huggingtweets.bench as bench
-from huggingtweets.bench import SECTIONS, BenchOptions, evenly, flops_per_token, markdown, targets, unpacked
+from huggingtweets.bench import SECTIONS, BenchOptions, evenly, flops_per_token, lever_runs, markdown, targets, unpacked
+from huggingtweets.bench import data as bench_data
 from huggingtweets.errors import HuggingTweetsError
 from huggingtweets.train import TrainConfig
+from test_bench_keys import VOICE, key_paths, quick_report_before
 
 
 def tiny_options(model: Path, data: Path) -> BenchOptions:
@@ -34,8 +36,13 @@ def test_quick_bench_reports_every_section(home, tiny_llama, posts_file, tmp_pat
     report = json.loads(out.read_text())
     assert code == 0, {k: report[k].get("error") for k in report["failed_sections"]}
 
-    for section in (*SECTIONS, "machine", "data", "targets", "date"):
+    for section in (*SECTIONS, "machine", "data", "targets", "date", "voice"):
         assert section in report, section
+    # Every field the report had before bench.py became a package, and the voice section beside them.
+    import torch
+
+    gpu_keys = {path for path in key_paths(report) if path.startswith("gpu.")} if torch.cuda.is_available() else set()
+    assert key_paths(report) - gpu_keys == key_paths({**quick_report_before(), "voice": VOICE}) - gpu_keys
     assert report["quick"] is True
     assert isinstance(report["machine"]["cpu"], str) and report["machine"]["cores"] >= 1
     assert report["peak"]["gflops"] > 0
@@ -75,6 +82,17 @@ def test_quick_bench_reports_every_section(home, tiny_llama, posts_file, tmp_pat
     assert gen["training_median_characters"] == race_train[len(race_train) // 2]
     assert 0 < gen["batched"]["median_characters"] <= 280 and 0 <= gen["batched"]["ended_share"] <= 1
 
+    # The voice of the same batched draw, beside the post-length fields it grew from.
+    voice = report["voice"]
+    assert voice["posts"] == voice["person_sample"]["posts"] == gen["batched"]["posts"] and voice["person_posts"] == len(race_train)
+    assert voice["median_characters"] == gen["batched"]["median_characters"]
+    assert voice["person_median_characters"] == gen["training_median_characters"]
+    assert voice["ended_share"] == gen["batched"]["ended_share"]
+    assert voice["length_ratio"] == pytest.approx(voice["median_characters"] / voice["person_median_characters"])
+    for key in ("distinct_1", "distinct_2", "repeated_4gram_share", "duplicate_share"):
+        assert voice[key] is None or 0 <= voice[key] <= 1, key  # None: no post of the tiny model's has two words
+        assert 0 <= voice["person_sample"][key] <= 1, key  # the test posts have 4 to 20 words
+
     for key in ("full_training_rss_bytes", "lora_training_rss_bytes", "generation_rss_bytes"):
         assert isinstance(report["memory"][key], int) and report["memory"][key] > 10_000_000, key
 
@@ -87,16 +105,19 @@ def test_quick_bench_reports_every_section(home, tiny_llama, posts_file, tmp_pat
 
     ids = {t["id"] for t in report["targets"]}
     assert {"race_ratio", "full_utilisation", "padding", "generation_posts_per_s", "first_token_s", "lora_rss_gb",
-            "perplexity_ratio", "no_copy_before", "no_copy_after", "gpu_seconds"} <= ids
+            "perplexity_ratio", "no_copy_before", "no_copy_after", "voice_ended", "voice_length", "gpu_seconds"} <= ids
     for t in report["targets"]:
         assert t["passed"] in (True, False, None)
         assert t["value"] is None or isinstance(t["value"], float), t
         # What a quick run cannot judge says so beside its verdict.
-        assert t["note"].startswith("quick:") == (t["id"] in ("race_ratio", "full_utilisation", "perplexity_ratio")), t
+        quick_only = ("race_ratio", "full_utilisation", "perplexity_ratio", "voice_ended", "voice_length")
+        assert t["note"].startswith("quick:") == (t["id"] in quick_only), t
 
     assert "| section | measure | value | target | result |" in printed
     assert "| arm | step |" in printed  # the race table
     assert f"post length, median characters: bot (share ended before the token limit) / training posts | {gen['batched']['median_characters']}" in printed
+    assert "| voice | median characters, bot / training posts (ratio) |" in printed
+    assert "| voice | bot posts ended before the token limit (4 posts) |" in printed
     assert markdown(report) in printed  # the README can paste what markdown() returns
 
 
@@ -121,7 +142,7 @@ def test_unpacked_layouts_count_the_padding_each_would_train_on():
 
 
 def test_missing_default_data_is_a_clear_error(home, tiny_llama, monkeypatch, tmp_path):
-    monkeypatch.setattr(bench, "DEFAULT_DATA", tmp_path / "nowhere")
+    monkeypatch.setattr(bench_data, "DEFAULT_DATA", tmp_path / "nowhere")
     with pytest.raises(HuggingTweetsError, match="--data"):
         bench.load_data(BenchOptions(base_model=str(tiny_llama)))
 
@@ -185,10 +206,10 @@ def test_levers_race_the_recipe_with_the_fused_loss_only_when_the_reference_ran(
         configs[name] = config
         return _arm(name, [3.0, 2.0], 5.0), None
 
-    monkeypatch.setattr(bench, "in_child", lambda name, spec, timeout: {"error": "not run here"})
-    monkeypatch.setattr(bench, "race_arm", race_arm)
-    monkeypatch.setattr(bench, "_depth", lambda base_model: 4)
-    monkeypatch.setattr(bench, "padding", lambda texts, tokenizer, block: {"padding_share": 0.0})
+    monkeypatch.setattr(lever_runs, "in_child", lambda name, spec, timeout: {"error": "not run here"})
+    monkeypatch.setattr(lever_runs, "race_arm", race_arm)
+    monkeypatch.setattr(lever_runs, "_depth", lambda base_model: 4)
+    monkeypatch.setattr(lever_runs, "padding", lambda texts, tokenizer, block: {"padding_share": 0.0})
     data = bench.Data("x", 4, ["a"], ["b"], ["a"], ["b"], ["b"])
     reference = _arm("reference", [3.0, 2.5, 2.0], 10.0) if raced else None
     out = bench.levers(bench.BenchOptions(), data, None, {"device": "cpu", "gflops": 100.0}, lambda line: None, reference)
@@ -241,6 +262,7 @@ def test_on_a_cpu_with_bf16_the_bench_measures_the_bf16_defaults_against_float32
     throughput = report["throughput"]
     assert {throughput[m]["precision"] for m in ("full", "lora")} == {"bf16"}
     assert {throughput[m]["precision"] for m in ("full_fp32", "lora_fp32")} == {"fp32"}  # the baseline, same steps
+    assert key_paths(throughput["full_fp32"]) == key_paths(throughput["full"])  # reported as fully as the default
     for name in ("full", "full_fp32"):  # each against the peak of its own arithmetic
         peak = report["peak"]["bf16_gflops" if throughput[name]["precision"] == "bf16" else "gflops"]
         expected = throughput[name]["flops_per_token"] * throughput[name]["tokens_per_s"] / (peak * 1e9)
@@ -248,6 +270,7 @@ def test_on_a_cpu_with_bf16_the_bench_measures_the_bf16_defaults_against_float32
     assert report["race"]["default"]["config"]["precision"] == "bf16" and report["race"]["reference"]["config"]["precision"] == "fp32"
     gen = report["generation"]
     assert gen["dtype"] == "bfloat16" and gen["batched_fp32"]["posts"] == gen["batched"]["posts"]
+    assert key_paths(gen["batched_fp32"]) == key_paths(gen["batched"])
     full = {t["id"]: t for t in targets(report)}["full_utilisation"]
     assert f"the float32 baseline: {100 * throughput['full_fp32']['utilisation']:.1f}% of the fp32 peak" in full["note"]
     # The issue's own reference, the fp32 peak, for the judged bf16 run too.
