@@ -3,15 +3,25 @@
     from huggingtweets.sources.files import load_file
     posts = load_file("twitter-2026-03-01-abc.zip")
 
-Every problem with a file becomes a one-line `HuggingTweetsError` that names the file.
+Every problem with a file becomes a one-line `HuggingTweetsError` that names the file. What is refused, not guessed at:
+
+- CSV, JSONL and TXT are UTF-8 (a BOM is fine); CSV and TXT may also be UTF-16 or UTF-32 with a BOM, as Excel saves
+  "Unicode text". Latin-1 and other 8-bit encodings are refused, naming the first byte that is not UTF-8.
+- A JSONL line that is not a JSON object stops the load, naming the line: a file cut short or edited by hand is to be
+  mended, not silently shortened (a skipped line is a post the bot never sees, and no one would know).
+- A CSV field over 128 KiB (Python's csv limit; a post is at most a few thousand characters) is a quote left open.
+- An archive zip with a member that leaves the zip's folder (`../`, `/`), a symbolic link, or a file that unpacks past
+  `MAX_MEMBER_BYTES` (a zip bomb). Nothing is ever extracted to disk: members are read into memory, by name.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 import re
+import stat
 import zipfile
 import zlib
 from datetime import datetime, timedelta
@@ -37,42 +47,83 @@ _JS_PREFIX = re.compile(r"^\s*window\.[\w.$]+\s*=\s*")
 # ---------------------------------------------------------------- X archive
 
 
+# What one file of an archive, and all of them together, may unpack to. A real archive's tweets.js takes about 1.7 KB
+# a post (3.6 MB for 2,045 posts), so 1 GiB is some 600,000 posts, more than X keeps; a zip bomb (a few KB that
+# unpack to terabytes) is refused at its declared size, and one that lies about it is cut off there.
+MAX_MEMBER_BYTES = 1 << 30
+MAX_ARCHIVE_BYTES = 2 << 30
+
+
+def _member_problem(info: zipfile.ZipInfo) -> str | None:
+    """What makes a zip member one that no X archive holds: a path out of the zip's folder, or a link."""
+    name = info.filename
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name) or ".." in parts:
+        return f"a file with an unsafe path ({name!r})"
+    if info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16):  # made on Unix, and a symbolic link
+        return f"a symbolic link ({name!r})"
+    return None
+
+
 class _Archive:
     """Reads named files from an archive zip or folder, by their path inside it (`data/tweets.js`)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.zip: zipfile.ZipFile | None = None
+        self.unpacked = 0  # bytes read from the zip so far
         if path.is_file():
             try:
                 self.zip = zipfile.ZipFile(path)
             except zipfile.BadZipFile:
                 raise HuggingTweetsError(f"{path} is not a valid zip file: download the archive again") from None
-            names = self.zip.namelist()
+            self.members = {info.filename: info for info in self.zip.infolist()}
+            for info in self.members.values():
+                problem = _member_problem(info)
+                if problem:
+                    raise HuggingTweetsError(f"{path} holds {problem}, which an X archive never does: download it again from X")
+            names = list(self.members)
             # X puts data/ at the root; a re-zipped folder may add one level above it.
-            roots = [n[: -len("data/tweets.js")] for n in names if n.endswith("data/tweets.js")]
-            roots += [n[: -len("data/tweet.js")] for n in names if n.endswith("data/tweet.js")]
-            roots += [n[: -len("data/manifest.js")] for n in names if n.endswith("data/manifest.js")]
+            roots = [n[: -len(tail)] for n in names for tail in ("data/tweets.js", "data/tweet.js", "data/manifest.js") if n.endswith(tail)]
             self.root = min(roots, key=len) if roots else ""
-            self.names = set(names)
         else:
             self.root = "" if (path / "data").is_dir() else None  # type: ignore[assignment]
 
-    def read(self, name: str) -> bytes | None:
+    def has(self, name: str) -> bool:
         if self.zip is not None:
-            member = self.root + name
-            if member not in self.names:
-                return None
-            try:
-                return self.zip.read(member)
-            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as e:
-                # A damaged member (bad CRC, cut short), an encrypted one, or a compression zipfile lacks.
-                reason = " ".join(str(e).split()) or type(e).__name__
-                raise HuggingTweetsError(f"{self.path}: {member} cannot be read ({reason}): download the archive again") from None
-        for candidate in (self.path / name, self.path / PurePosixPath(name).name):
-            if candidate.is_file():
-                return candidate.read_bytes()
-        return None
+            return self.root + name in self.members
+        return self._file(name) is not None
+
+    def _file(self, name: str) -> Path | None:
+        return next((c for c in (self.path / name, self.path / PurePosixPath(name).name) if c.is_file()), None)
+
+    def read(self, name: str) -> bytes | None:
+        if self.zip is None:
+            file = self._file(name)
+            return file.read_bytes() if file else None
+        info = self.members.get(self.root + name)
+        if info is None:
+            return None
+        bound = min(MAX_MEMBER_BYTES, MAX_ARCHIVE_BYTES - self.unpacked)
+        if info.file_size > bound:
+            raise self._too_large(info.filename, bound)
+        try:
+            # Inflated no further than the declared size: zipfile's read() of a whole member inflates all the compressed
+            # data at once, whatever the member declares. One that holds more than it declares fails its CRC check.
+            with self.zip.open(info) as member:
+                data = member.read(info.file_size + 1)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as e:
+            # A damaged member (bad CRC, cut short), an encrypted one, or a compression zipfile lacks.
+            reason = " ".join(str(e).split()) or type(e).__name__
+            raise HuggingTweetsError(f"{self.path}: {info.filename} cannot be read ({reason}): download the archive again") from None
+        self.unpacked += len(data)
+        return data
+
+    def _too_large(self, member: str, bound: int) -> HuggingTweetsError:
+        return HuggingTweetsError(
+            f"{self.path}: {member} would unpack to more than {bound:,} bytes, which no X archive does (a zip bomb?): "
+            "download the archive again from X"
+        )
 
 
 def parse_js(raw: bytes, name: str) -> Any:
@@ -173,7 +224,7 @@ def load_x_archive(path: Path) -> list[Post]:
     # Large archives split posts over several files: the manifest lists them all.
     names = _manifest_files(manifest, "tweets") or _manifest_files(manifest, "tweet")
     if not names:
-        names = [n for n in ("data/tweets.js", "data/tweet.js") if archive.read(n) is not None]
+        names = [n for n in ("data/tweets.js", "data/tweet.js") if archive.has(n)]
     if not names:
         raise HuggingTweetsError(f"{path} holds no tweets.js: is this an X archive (the zip from 'Download an archive')?")
     posts: list[Post] = []
@@ -206,13 +257,27 @@ def load_tweets_js(path: Path) -> list[Post]:
 # ---------------------------------------------------------------- CSV, JSONL, TXT
 
 
-def _read_utf8(path: Path) -> str:
+# Byte order marks, longest first (UTF-32 LE's starts like UTF-16 LE's). Excel saves "Unicode text" as UTF-16.
+_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"), (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+
+
+def _read_text(path: Path, wide: bool = True) -> str:
+    """The text of a CSV, JSONL or TXT file: UTF-8, with or without a BOM, and (`wide`) UTF-16 or UTF-32 with theirs.
+
+    Anything else (Latin-1, Windows-1252, ...) is refused, naming the first byte that is not UTF-8: which of the
+    8-bit encodings a file is cannot be told from its bytes, and a wrong guess would train on garbled text.
+    """
+    raw = path.read_bytes()
+    encoding = next((name for bom, name in _BOMS if raw.startswith(bom)), None)
+    if encoding and not wide:
+        raise HuggingTweetsError(f"{path} is {encoding}, and JSON Lines are UTF-8: save it as UTF-8 and try again")
     try:
-        return path.read_text(encoding="utf-8-sig")
+        return raw.decode(encoding or "utf-8-sig")
     except UnicodeDecodeError as e:
-        raise HuggingTweetsError(
-            f"{path} is not UTF-8 (byte {e.object[e.start]:#x} at position {e.start}): save it as UTF-8 and try again"
-        ) from None
+        line = raw[: e.start].count(b"\n") + 1
+        where = f"byte {raw[e.start]:#x} on line {line}"
+        said = f"starts like {encoding} but is not ({where})" if encoding else f"is not UTF-8 ({where})"
+        raise HuggingTweetsError(f"{path} {said}: save it as UTF-8 and try again") from None
 
 
 def _pick(fields: dict[str, str], candidates: tuple[str, ...]) -> str | None:
@@ -260,7 +325,7 @@ def _record_post(record: dict[str, Any], source: str) -> Post:
 
 
 def load_csv(path: Path) -> list[Post]:
-    text = _read_utf8(path)
+    text = _read_text(path)
     try:
         reader = csv.DictReader(io.StringIO(text, newline=""))
         header = reader.fieldnames or []
@@ -274,7 +339,8 @@ def load_csv(path: Path) -> list[Post]:
 
 
 def load_jsonl(path: Path) -> list[Post]:
-    _read_utf8(path)  # one clear message for a wrong encoding
+    """One JSON object a line (blank lines are skipped); a line that is not one stops the load, naming it."""
+    _read_text(path, wide=False)  # one clear message for a wrong encoding
     try:
         records = read_jsonl_records(path)
     except ValueError as e:
@@ -286,7 +352,7 @@ def load_jsonl(path: Path) -> list[Post]:
 
 
 def load_txt(path: Path) -> list[Post]:
-    lines = _read_utf8(path).splitlines()
+    lines = _read_text(path).splitlines()
     return [Post(text=line.strip(), source="txt") for line in lines if line.strip()]
 
 

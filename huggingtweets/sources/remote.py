@@ -43,8 +43,8 @@ _X_HANDLE = re.compile(r"[A-Za-z0-9_]{1,15}")
 _FEDI_USER = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9_])?")
 # A DNS name: labels of letters, digits and inner hyphens, at least two labels, the last one not all digits.
 _HOST = re.compile(r"(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?")
-# Bluesky: a handle is a DNS name; an account may also be named by its DID.
-_DID = re.compile(r"did:(?:plc:[a-z2-7]{24}|web:[a-z0-9.-]{1,253})")
+# Bluesky: a handle is a DNS name; an account may also be named by its DID (did:web's is a DNS name too).
+_DID = re.compile(rf"did:(?:plc:[a-z2-7]{{24}}|web:{_HOST.pattern})")
 _TWINT_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _X_HOSTS = {"x.com", "www.x.com", "twitter.com", "www.twitter.com", "mobile.twitter.com", "mobile.x.com"}
 _BSKY_HOSTS = {"bsky.app", "www.bsky.app"}

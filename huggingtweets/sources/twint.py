@@ -41,8 +41,12 @@ def _when(row: sqlite3.Row, columns: set[str]) -> datetime | None:
 def load_twint(path: str, user: str | None = None, *, say: Progress) -> list[Post]:
     """The posts of one account in a Twint database, newest first."""
     file = Path(path).expanduser()
+    if file.is_dir():
+        raise HuggingTweetsError(f"{path} is a folder, not a Twint database file")
     if not file.is_file():
         raise HuggingTweetsError(f"{path} does not exist")
+    if file.stat().st_size == 0:
+        raise HuggingTweetsError(f"{path} is empty: not a Twint database")
     try:
         # Read-only: a database someone scraped over days is not ours to change.
         db = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
@@ -57,35 +61,50 @@ def load_twint(path: str, user: str | None = None, *, say: Progress) -> list[Pos
         db.close()
 
 
-def _read(db: sqlite3.Connection, path: str, user: str | None, say: Progress) -> list[Post]:
-    columns = {row["name"] for row in db.execute("PRAGMA table_info(tweets)")}
-    if not columns:
-        raise HuggingTweetsError(f"{path} has no `tweets` table: it is not a Twint database")
-    final = "screen_name" in columns
-    author_col = "screen_name" if final else "user"
-    text_col = "tweet"
-    if author_col not in columns or text_col not in columns:
-        raise HuggingTweetsError(
-            f"{path}: the tweets table lacks {author_col!r} or {text_col!r}, not a Twint schema I know"
-        )
+class _Schema:
+    """The columns a Twint database's `tweets` table has, and the SQL that tells retweets and replies."""
 
-    # Retweets are stored under the original author. The final schema lists who retweeted what in a `retweets`
-    # table; the older one flags the row (`retweet`) and names the retweeter (`user_rt`).
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if final and "retweets" in tables:
-        is_retweet = "id IN (SELECT tweet_id FROM retweets)"
-        retweeted_by_user = "id IN (SELECT tweet_id FROM retweets WHERE lower(username) = lower(:user))"
-    elif "retweet" in columns:
-        is_retweet = "COALESCE(retweet, 0) NOT IN (0, '0', 'False', 'false', '')"
-        by = "lower(user_rt) = lower(:user)" if "user_rt" in columns else "0"
-        retweeted_by_user = f"({is_retweet}) AND {by}"
-    else:
-        is_retweet = retweeted_by_user = "0"
+    def __init__(self, db: sqlite3.Connection, path: str) -> None:
+        columns = {row["name"] for row in db.execute("PRAGMA table_info(tweets)")}
+        if not columns:
+            raise HuggingTweetsError(f"{path} has no `tweets` table: it is not a Twint database")
+        final = "screen_name" in columns
+        self.columns = columns
+        self.author = "screen_name" if final else "user"
+        self.text = "tweet"
+        if self.author not in columns or self.text not in columns:
+            raise HuggingTweetsError(
+                f"{path}: the tweets table lacks {self.author!r} or {self.text!r}, not a Twint schema I know"
+            )
+        self.id = "id_str" if "id_str" in columns else "id"
+        self.likes = next((c for c in ("likes_count", "likes") if c in columns), None)
+        self.reposts = next((c for c in ("retweets_count", "retweets") if c in columns), None)
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        # Retweets are stored under the original author. The final schema lists who retweeted what in a `retweets`
+        # table; the older one flags the row (`retweet`) and names the retweeter (`user_rt`).
+        if final and "retweets" in tables:
+            self.is_retweet = "id IN (SELECT tweet_id FROM retweets)"
+            self.retweeted_by_user = "id IN (SELECT tweet_id FROM retweets WHERE lower(username) = lower(:user))"
+        elif "retweet" in columns:
+            self.is_retweet = "COALESCE(retweet, 0) NOT IN (0, '0', 'False', 'false', '')"
+            by = "lower(user_rt) = lower(:user)" if "user_rt" in columns else "0"
+            self.retweeted_by_user = f"({self.is_retweet}) AND {by}"
+        else:
+            self.is_retweet = self.retweeted_by_user = "0"
+        # Replies: the final schema lists whom a post replies to in `replies`; older ones only show a leading @.
+        if "replies" in tables:
+            self.is_reply = "id IN (SELECT tweet_id FROM replies)"
+        elif "conversation_id" in columns:
+            self.is_reply = f"CAST(conversation_id AS TEXT) != CAST({self.id} AS TEXT)"
+        else:
+            self.is_reply = "0"
 
-    # Which accounts the database holds: the authors of posts that are not retweets.
+
+def _pick_user(db: sqlite3.Connection, schema: _Schema, path: str, user: str | None) -> str:
+    """The account to read: `user`, or the only one the database holds (the authors of posts that are not retweets)."""
     counts = db.execute(
-        f"SELECT {author_col} AS author, COUNT(*) AS n FROM tweets WHERE NOT ({is_retweet}) "
-        f"GROUP BY lower({author_col}) ORDER BY n DESC"
+        f"SELECT {schema.author} AS author, COUNT(*) AS n FROM tweets WHERE NOT ({schema.is_retweet}) "
+        f"GROUP BY lower({schema.author}) ORDER BY n DESC"
     ).fetchall()
     if not counts:
         raise HuggingTweetsError(f"{path} holds no posts")
@@ -96,36 +115,31 @@ def _read(db: sqlite3.Connection, path: str, user: str | None, say: Progress) ->
             raise HuggingTweetsError(
                 f"{path} holds posts by {len(counts)} accounts: {listed}{more}; pick one with {path}#{counts[0]['author']}"
             )
-        user = str(counts[0]["author"])
-    elif not any(str(row["author"]).lower() == user.lower() for row in counts):
+        return str(counts[0]["author"])
+    if not any(str(row["author"]).lower() == user.lower() for row in counts):
         listed = ", ".join(str(row["author"]) for row in counts[:10])
         raise HuggingTweetsError(f"{path} has no posts by {user}; it holds posts by {listed}")
+    return user
 
-    id_col = "id_str" if "id_str" in columns else "id"
-    likes_col = next((c for c in ("likes_count", "likes") if c in columns), None)
-    reposts_col = next((c for c in ("retweets_count", "retweets") if c in columns), None)
-    # Replies: the final schema lists whom a post replies to in `replies`; older ones only show a leading @.
-    if "replies" in tables:
-        is_reply = "id IN (SELECT tweet_id FROM replies)"
-    elif "conversation_id" in columns:
-        is_reply = f"CAST(conversation_id AS TEXT) != CAST({id_col} AS TEXT)"
-    else:
-        is_reply = "0"
+
+def _read(db: sqlite3.Connection, path: str, user: str | None, say: Progress) -> list[Post]:
+    schema = _Schema(db, path)
+    user = _pick_user(db, schema, path, user)
     rows = db.execute(
-        f"SELECT *, ({retweeted_by_user}) AS _is_retweet, ({is_reply}) AS _is_reply FROM tweets "
-        f"WHERE lower({author_col}) = lower(:user) OR ({retweeted_by_user})",
+        f"SELECT *, ({schema.retweeted_by_user}) AS _is_retweet, ({schema.is_reply}) AS _is_reply FROM tweets "
+        f"WHERE lower({schema.author}) = lower(:user) OR ({schema.retweeted_by_user})",
         {"user": user},
     ).fetchall()
     posts = [
         Post(
-            text=str(row[text_col] or ""),
-            id=str(row[id_col]),
-            created_at=_when(row, columns),
-            author=str(row[author_col]),
+            text=str(row[schema.text] or ""),
+            id=str(row[schema.id]),
+            created_at=_when(row, schema.columns),
+            author=str(row[schema.author]),
             is_retweet=bool(row["_is_retweet"]),
-            is_reply=bool(row["_is_reply"]) or str(row[text_col] or "").startswith("@"),
-            likes=to_int(row[likes_col]) if likes_col else None,
-            reposts=to_int(row[reposts_col]) if reposts_col else None,
+            is_reply=bool(row["_is_reply"]) or str(row[schema.text] or "").startswith("@"),
+            likes=to_int(row[schema.likes]) if schema.likes else None,
+            reposts=to_int(row[schema.reposts]) if schema.reposts else None,
             source="twint",
         )
         for row in rows
