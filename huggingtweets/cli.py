@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import math
 import os
@@ -23,7 +24,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, NoReturn, get_args
 
-from .errors import HuggingTweetsError
+from .errors import HuggingTweetsError, check_seed
 from .quiet import quiet_libraries
 
 EXIT_USAGE = 2
@@ -37,14 +38,21 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _positive(kind: type) -> Any:
+# The most posts one command generates: at the ~10 posts/s measured, a quarter of an hour. More is a typo (an extra
+# zero or three) that would otherwise run for days.
+MAX_GENERATE = 10_000
+
+
+def _positive(kind: type, most: int | None = None) -> Any:
     def check(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
         if not value > 0 or (isinstance(value, float) and math.isinf(value)):
             raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most:,}, got {text}")
         return value
 
     check.__name__ = kind.__name__
@@ -59,6 +67,10 @@ def _add_source_options(p: argparse.ArgumentParser) -> None:
     from .clean import CleanOptions
 
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="X archive (zip/folder/tweets.js), .csv/.jsonl/.txt, @handle, mastodon:user@host, bsky:handle, twint .db")
+    p.epilog = (
+        "Files are UTF-8 (CSV and TXT may also be UTF-16 with a BOM); a .jsonl line that is not a JSON object stops "
+        "the run, naming the line, rather than being skipped."
+    )
     g = p.add_argument_group("cleaning")
     g.add_argument("--keep-replies", action="store_true", help="keep replies (dropped by default)")
     g.add_argument("--keep-retweets", action="store_true", help="keep retweets/reposts (dropped by default)")
@@ -96,10 +108,21 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def _check_out_file(path: Path) -> None:
+    """Refuse an --out that cannot be a file, without creating anything: a folder, or a path under a file."""
+    if path.is_dir():
+        raise HuggingTweetsError(f"--out {path} is a folder: give a file name, like {path / 'posts.jsonl'}")
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(above))  # as writing would, at once
+
+
 def cmd_fetch(a: argparse.Namespace) -> int:
     from .posts import write_jsonl
     from .sources import load
 
+    if a.out:
+        _check_out_file(Path(a.out).expanduser())  # before fetching (X bills every post read), not after
     posts = []
     for source in a.sources:
         got = load(source, _fetch_options(a), _say)
@@ -156,7 +179,9 @@ def _generate_options(a: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_generate(a: argparse.Namespace) -> int:
     from .bot import Bot
+    from .generate import GenerateOptions
 
+    GenerateOptions(n=a.n, prompt=a.prompt, **_generate_options(a)).validate()  # a bad setting, before the bot loads
     bot = Bot.load(a.bot)
     samples = bot.generate(n=a.n, prompt=a.prompt, **_generate_options(a))
     if a.json:
@@ -177,6 +202,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from .corpus import build_corpus
     from .evaluate import perplexity
 
+    check_seed(a.seed)  # before the bot loads
     bot = Bot.load(a.bot)
     options = CleanOptions.from_dict(bot.info.get("clean"))
     corpus = build_corpus(a.sources, options, None, _say, min_characters=1, validation_share=0.0)
@@ -260,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate posts with a bot")
     p.add_argument("bot", help="bot folder")
     p.add_argument("--prompt", default="", help=_help(GenerateOptions, "prompt"))
-    p.add_argument("-n", type=_positive(int), default=5, help=_help(GenerateOptions, "n"))
+    p.add_argument("-n", type=_positive(int, MAX_GENERATE), default=5, help=_help(GenerateOptions, "n"))
     p.add_argument("--seed", type=int, default=None, help=_help(GenerateOptions, "seed"))
     p.add_argument("--temperature", type=_positive(float), default=1.0, help=_help(GenerateOptions, "temperature"))
     p.add_argument("--top-p", type=_positive(float), default=0.95, help=_help(GenerateOptions, "top_p"))
@@ -273,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="perplexity of a bot and its base on posts, and its memorisation rate")
     p.add_argument("bot", help="bot folder")
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="held-out posts (any source)")
-    p.add_argument("-n", type=_positive(int), default=50, help="posts to generate for the memorisation rate")
+    p.add_argument("-n", type=_positive(int, MAX_GENERATE), default=50, help="posts to generate for the memorisation rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_eval)
