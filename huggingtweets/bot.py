@@ -32,13 +32,14 @@ from typing import Any
 
 import torch
 
-from . import __version__, atomic, card, models, paths
+from . import __version__, atomic, card, distributed, models, paths
 from .clean import CleanOptions
 from .corpus import Corpus, build_corpus
 from .dataset import MIN_CHARACTERS, markers
 from .errors import HuggingTweetsError
 from .evaluate import perplexity
 from .generate import GenerateOptions, Partial, Sample, fast_weights, generate, stream
+from .hardware import accelerator
 from .memorisation import CopyChecker
 from .sources import FetchOptions, Progress
 from .train import Listener, TrainConfig, TrainResult, interrupted_run_posts, is_peft, train_model
@@ -72,7 +73,7 @@ def _local_or_hub(base: str) -> str:
 
 
 def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(accelerator())
 
 
 class Bot:
@@ -179,6 +180,8 @@ class Bot:
     ) -> Bot:
         config = config or TrainConfig()
         config.validate()
+        if not distributed.is_main():
+            progress = None  # one process of several (torchrun, accelerate): the main one reports
         out_dir = Path(out).expanduser() if out else paths.bots_dir() / corpus.name
         check_replaceable(out_dir)  # before training, not after an hour of it
         train_texts, validation_texts = corpus.texts()
@@ -200,7 +203,8 @@ class Bot:
         else:
             if progress:
                 progress(f"loading base model {models.describe(base_model)}")
-            model, tokenizer = models.load_base(base_model)
+            with distributed.main_first():  # the embedded model is converted once, by the main process
+                model, tokenizer = models.load_base(base_model)
             base_spec = models.DEFAULT_BASE if models.is_default(base_model) else _local_or_hub(str(base_model))
             continued_from = continued_created = None
         config = config.resolved()  # after the starting point, which can decide the method
@@ -216,14 +220,21 @@ class Bot:
         work_dir = out_dir.parent / f".{out_dir.name}.training"
         chosen = {"clean": asdict(corpus.options), "sources": sorted(a.source for a in corpus.accounts)}
         left_out = 0  # posts of the corpus the run does not train on: it resumed on the posts it started with
-        if not restart and (kept := interrupted_run_posts(work_dir, config, run_base, train_texts, validation_texts, chosen)):
+        # Decided once, by the process that writes the work folder, so that every process trains on the same posts.
+        kept = None if restart else distributed.once(
+            lambda: interrupted_run_posts(work_dir, config, run_base, train_texts, validation_texts, chosen)
+        )
+        if kept:
             left_out = len(set(train_texts) | set(validation_texts)) - len(set(kept[0]) | set(kept[1]))
             if left_out and progress:
                 progress(f"resuming the interrupted run on the posts it started with ({left_out} fetched since left out; --restart trains on all)")
             train_texts, validation_texts = kept
         # In the arithmetic the run evaluates the bot in (the Trainer's evaluation runs under its autocast): like for like.
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16" and _device().type == "cpu"):
-            base_ppl = perplexity(model, tokenizer, validation_texts, config.block_size, config.batch_size) if validation_texts else math.nan
+        def base_perplexity() -> float:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16" and _device().type == "cpu"):
+                return perplexity(model, tokenizer, validation_texts, config.block_size, config.batch_size) if validation_texts else math.nan
+
+        base_ppl = distributed.once(base_perplexity)
         if stop is not None and stop.is_set():  # pressed while the model loaded and was measured: nothing to keep yet
             raise HuggingTweetsError("stopped before the first training step: nothing was trained or saved")
         if progress:
@@ -264,10 +275,12 @@ class Bot:
             "data": result.train_stats,
         }
         bot = cls(out_dir, result.model.merge_and_unload() if merged else result.model, tokenizer, info, checker)
-        bot._save(out_dir, corpus, metrics)
-        if not result.stopped or in_place:
-            # Finished: checkpoints are no longer needed. Stopped in place: they were for the weights just replaced.
-            shutil.rmtree(work_dir, ignore_errors=True)
+        if distributed.is_main():
+            bot._save(out_dir, corpus, metrics)
+            if not result.stopped or in_place:
+                # Finished: checkpoints are no longer needed. Stopped in place: they were for the weights just replaced.
+                shutil.rmtree(work_dir, ignore_errors=True)
+        distributed.barrier()  # no process returns a bot whose folder is still being written
         if result.stopped and progress:
             progress(
                 f"stopped: saved {out_dir.name} as trained so far; train again to go on from it" if in_place

@@ -138,7 +138,7 @@ def cmd_fetch(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from . import models
+    from . import distributed, models
     from .bot import Bot, check_replaceable, is_bot_folder
     from .corpus import build_corpus
     from .train import TrainConfig
@@ -148,19 +148,23 @@ def cmd_train(a: argparse.Namespace) -> int:
         seed=a.seed, max_steps=a.max_steps or -1, lora_rank=a.lora_rank, wandb=a.wandb, compile=a.compile, precision=a.precision,
     )
     config.validate()
+    # Under torchrun or accelerate launch every process runs this; the main one reports (distributed.py).
+    say = _say if distributed.is_main() else (lambda text: None)
     if not (a.base_model and is_bot_folder(a.base_model)):
         models.check_available(a.base_model)  # before fetching anything: an unreachable model is found in seconds
     if a.out:
         check_replaceable(Path(a.out).expanduser())  # and a folder it must not replace
-    corpus = build_corpus(a.sources, _clean_options(a), _fetch_options(a), _say, a.min_characters)
-    _say(corpus.table())
+    corpus = build_corpus(a.sources, _clean_options(a), _fetch_options(a), say, a.min_characters)
+    say(corpus.table())
     if corpus.warning:
-        _say(f"warning: {corpus.warning}")
+        say(f"warning: {corpus.warning}")
     try:
-        bot = Bot.train_corpus(corpus, a.out, base_model=a.base_model, config=config, restart=a.restart, progress=_say, show_progress=not a.quiet)
+        bot = Bot.train_corpus(corpus, a.out, base_model=a.base_model, config=config, restart=a.restart, progress=say, show_progress=not a.quiet)
     except KeyboardInterrupt:
-        _say("interrupted: run the same command again to resume from the last checkpoint")
+        say("interrupted: run the same command again to resume from the last checkpoint")
         return 130
+    if not distributed.is_main():
+        return 0
     metrics = bot.metrics
     if a.json:
         print(json.dumps({"bot": str(bot.path), **{k: metrics.get(k) for k in ("base_perplexity", "bot_perplexity", "steps", "seconds")}}))

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import distributed
 from .clean import CleanOptions, Counts, clean, table
 from .dataset import MIN_CHARACTERS, balance, check_enough_text, split_posts
 from .errors import HuggingTweetsError
@@ -81,7 +82,24 @@ def build_corpus(
     min_characters: int = MIN_CHARACTERS,
     validation_share: float = 0.1,
 ) -> Corpus:
-    """Load and clean every source; raise a one-line error when too little text is left to train on."""
+    """Load and clean every source; raise a one-line error when too little text is left to train on.
+
+    Under a launcher of several processes only the main one fetches and cleans (a paid API is read once, the cache
+    written once); the others receive its corpus.
+    """
+    return distributed.once(
+        lambda: _build_corpus(sources, clean_options, fetch_options, progress, min_characters, validation_share)
+    )
+
+
+def _build_corpus(
+    sources: Sequence[str],
+    clean_options: CleanOptions | None,
+    fetch_options: FetchOptions | None,
+    progress: Progress | None,
+    min_characters: int,
+    validation_share: float,
+) -> Corpus:
     if not sources:
         raise HuggingTweetsError("no source given: pass an X archive, a CSV/JSONL/TXT file, or a handle")
     options = clean_options or CleanOptions()

@@ -29,11 +29,11 @@ from typing import Any, Literal
 
 import torch
 
-from . import atomic
+from . import atomic, distributed
 from .compiling import MIN_STEPS, Compile, check_setting, compile_wanted, compiled
 from .dataset import Blocks, build_blocks, steps_per_epoch
 from .errors import HuggingTweetsError, check_seed
-from .hardware import BF16_CPU_ATTENTION, cpu_bf16, set_attention
+from .hardware import BF16_CPU_ATTENTION, accelerator, default_precision, set_attention
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +98,12 @@ class TrainConfig:
         check_setting(self.compile)
 
     def resolved(self, device: str | None = None) -> TrainConfig:
-        """A copy with every automatic choice made for `device` ("cpu" or "cuda")."""
+        """A copy with every automatic choice made for `device` ("cpu", "cuda" or "mps"; default: this machine's)."""
         self.validate()
-        gpu = (device or ("cuda" if torch.cuda.is_available() else "cpu")) != "cpu"
+        device = device or accelerator()
+        gpu = device != "cpu"
         method: Method = self.method if self.method != "auto" else ("full" if gpu else "lora")
-        precision = self.precision
-        if precision == "auto":
-            precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if gpu else ("bf16" if cpu_bf16() else "fp32")
+        precision = self.precision if self.precision != "auto" else default_precision(device)
         return TrainConfig(
             **{
                 **asdict(self),
@@ -221,11 +220,12 @@ def prepare_work_dir(work_dir: Path, fingerprint: str, restart: bool, posts: dic
 
 
 def last_checkpoint(work_dir: Path) -> str | None:
-    """The newest complete checkpoint (Trainer writes `trainer_state.json` last)."""
+    """The newest complete checkpoint. Trainer writes `trainer_state.json` last, but not atomically: a run killed
+    while writing it leaves a part of it, so it must also parse."""
     def step(path: Path) -> str:
         return path.name.removeprefix("checkpoint-")
 
-    done = [p for p in work_dir.glob("checkpoint-*") if step(p).isdigit() and (p / "trainer_state.json").is_file()]
+    done = [p for p in work_dir.glob("checkpoint-*") if step(p).isdigit() and atomic.read_json(p / "trainer_state.json") is not None]
     return str(max(done, key=lambda p: int(step(p)))) if done else None
 
 
@@ -337,8 +337,10 @@ class _Relay:
 
             def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
                 relay.emit("step", state)
-                if time.perf_counter() - relay.last_save > relay.save_seconds:
-                    control.should_save = True  # long evaluation intervals on a CPU: checkpoint on time too
+                # Long evaluation intervals on a CPU: checkpoint on time too. Several processes save together or not
+                # at all (a save waits for all of them), so the main process's clock decides for every one.
+                if distributed.agree(time.perf_counter() - relay.last_save > relay.save_seconds):
+                    control.should_save = True
                 if relay.stop is not None and relay.stop.is_set():
                     # Save where we are, then stop: the checkpoint is kept and the run can be resumed.
                     relay.stopped = True
@@ -428,14 +430,16 @@ def train_model(
     config.validate()
     if config.epochs is None or config.method == "auto" or config.learning_rate is None or config.batch_size is None:
         config = config.resolved()
-    gpu = torch.cuda.is_available()
+    device = accelerator()
+    gpu = device != "cpu"
     train_data = build_blocks(train_texts, tokenizer, config.block_size)
     eval_data: Blocks | None = build_blocks(validation_texts, tokenizer, config.block_size) if validation_texts else None
     if len(train_data) == 0:
         raise HuggingTweetsError("no training text: give more posts")
 
     fingerprint = run_fingerprint(config, base, train_texts, validation_texts)
-    resume = prepare_work_dir(work_dir, fingerprint, restart, {"train": train_texts, "validation": validation_texts, "data": data})
+    posts = {"train": train_texts, "validation": validation_texts, "data": data}
+    resume = distributed.once(lambda: prepare_work_dir(work_dir, fingerprint, restart, posts))  # the main process writes it
     if resume:
         log.info("resuming from %s", resume)
 
@@ -448,7 +452,8 @@ def train_model(
         raise HuggingTweetsError("this bot was trained with LoRA: continue it with --method lora")
     model.config.use_cache = False  # the KV cache is for generation; in training it only costs memory
 
-    per_epoch = steps_per_epoch(len(train_data), config.batch_size)
+    # Each of several processes takes its share of every step's batch: a step covers batch_size blocks per process.
+    per_epoch = steps_per_epoch(len(train_data), config.batch_size * distributed.world_size())
     every = max(1, math.ceil(per_epoch / config.evals_per_epoch))
     checks = eval_data is not None and len(eval_data) > 0
     if config.wandb:
@@ -477,7 +482,7 @@ def train_model(
         greater_is_better=False,
         logging_steps=max(1, min(10, every // 2)),
         report_to=["wandb"] if config.wandb else [],
-        use_cpu=not gpu,
+        use_cpu=device == "cpu",
         bf16=config.precision == "bf16",
         fp16=config.precision == "fp16",
         dataloader_num_workers=0,
@@ -502,7 +507,8 @@ def train_model(
         trainer.remove_callback(PrinterCallback)
     planned = config.max_steps if config.max_steps > 0 else math.ceil(float(config.epochs or 1) * per_epoch)
     done = int(resume.rsplit("-", 1)[1]) if resume else 0  # Trainer's checkpoint-N
-    use_compile = compile_wanted(config.compile, planned - done, gpu, getattr(model.config, "model_type", None))
+    # Several processes wrap the model in DDP, which compiled layers are not tested under: they run eager.
+    use_compile = distributed.world_size() == 1 and compile_wanted(config.compile, planned - done, gpu, getattr(model.config, "model_type", None))
     if use_compile and progress:
         progress("compiling the transformer layers first (torch.compile): the first steps take a minute or two longer")
     # bf16 on a CPU: transformers' own attention, faster there than SDPA's kernels (hardware.py); put back after.
