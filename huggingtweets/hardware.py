@@ -1,6 +1,7 @@
 """What this machine's processor does fast, for the choices that depend on it.
 
     if cpu_bf16(): ...        # train with bf16 autocast, generate with bf16 weights
+    precision = default_precision(accelerator())          # "bf16", "fp16" or "fp32" for this machine's device
     previous = set_attention(model, BF16_CPU_ATTENTION)   # and transformers' own attention, faster there in bf16
 
 Why: on a CPU with native bf16 dot products (x86 AVX512-BF16 or AMX: Intel Sapphire Rapids and later, AMD Zen 4
@@ -49,3 +50,36 @@ def set_attention(model: object, implementation: str) -> str | None:
     if current != implementation:
         inner.set_attn_implementation(implementation)
     return str(current)
+
+
+def accelerator() -> str:
+    """The device training and generation use: "cuda" (NVIDIA, or AMD through ROCm), "mps" (Apple) or "cpu"."""
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else "cpu"
+
+
+# bf16 needs the tensor cores of compute capability 8.0 (Ampere: A100, A10, RTX 30xx) and later. Older cards (T4,
+# V100: 7.x; P100: 6.0) run it emulated, many times slower, though torch.cuda.is_bf16_supported() may still say yes:
+# they train in fp16 with loss scaling (the Trainer's GradScaler), which their tensor cores do run fast.
+BF16_CAPABILITY = 8
+
+
+def gpu_capability(index: int = 0) -> tuple[int, int]:
+    """(major, minor) compute capability of a CUDA device (what tests fake)."""
+    return tuple(torch.cuda.get_device_capability(index))  # type: ignore[return-value]
+
+
+def default_precision(device: str) -> str:
+    """The arithmetic a training run on `device` uses unless told otherwise.
+
+    cuda: bf16 from Ampere on, fp16 before (T4, V100). mps: fp32 (not measured here: Apple's bf16 and fp16 training
+    are not known to be faster for this model, and fp16 without loss scaling there loses small gradients). cpu: bf16
+    autocast where the processor has bf16 arithmetic (`cpu_bf16`), else fp32.
+    """
+    if device == "cuda":
+        return "bf16" if gpu_capability()[0] >= BF16_CAPABILITY else "fp16"
+    if device == "mps":
+        return "fp32"
+    return "bf16" if cpu_bf16() else "fp32"
