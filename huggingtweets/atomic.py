@@ -7,6 +7,7 @@ on POSIX and Windows within one filesystem. Folders are built under a temporary 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -25,11 +26,41 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def _prefix(target: Path) -> str:
+    """Temporary names carry the writer's process id, so that what a killed writer left can be told apart from what
+    a live one (another thread, another process) is still writing."""
+    return f".{target.name}.{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def sweep(target: str | os.PathLike[str]) -> None:
+    """Remove the temporary files and folders that writers of `target` killed mid-write (kill -9, a power cut) left."""
+    target = Path(target)
+    for tmp in target.parent.glob(f".{glob.escape(target.name)}.*-*.tmp"):
+        pid = tmp.name[len(target.name) + 2 :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+
+
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path`: flushed to disk under a temporary name, then renamed over it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    sweep(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -69,7 +100,7 @@ def folder(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     recover(target)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=_prefix(target), suffix=".tmp"))
     os.chmod(tmp, 0o777 & ~_UMASK)
     try:
         yield tmp
@@ -90,8 +121,10 @@ def folder(target: str | os.PathLike[str]) -> Iterator[Path]:
 
 def recover(target: str | os.PathLike[str]) -> None:
     """Undo what a crash between `folder`'s two renames left: the old folder beside a missing target goes back in
-    place (it is the only complete copy); beside a target, it is a leftover and goes."""
+    place (it is the only complete copy); beside a target, it is a leftover and goes. A crash before the renames
+    left a temporary copy, which goes too."""
     target = Path(target)
+    sweep(target)
     olds = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
     if olds and not target.exists():
         os.replace(olds.pop(), target)

@@ -19,6 +19,8 @@ from array import array
 from collections.abc import Iterable
 from pathlib import Path
 
+from . import atomic
+
 RUN = 8  # words: long enough that a shared run is not a common phrase
 WORD = re.compile(r"[\w@#']+")
 
@@ -62,9 +64,7 @@ class CopyChecker:
 
     def save(self, path: Path) -> None:
         data = array("Q", sorted(self.hashes)).tobytes()
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        atomic.write_bytes(path, data)
 
     @classmethod
     def load(cls, path: Path) -> CopyChecker:
