@@ -1,6 +1,6 @@
 """Held-out perplexity: how surprised a model is by posts it did not train on.
 
-Posts are framed and packed exactly as in training, and the loss is averaged over every predicted
+Posts are framed and packed exactly as in training (each seeing only itself, as in generation), and the loss is averaged over every predicted
 token (post tokens and end markers), so a bot and its base model are compared on the same tokens.
 """
 
@@ -25,10 +25,10 @@ def perplexity(model: Any, tokenizer: Any, texts: list[str], block_size: int = 1
     model.eval()
     total_loss, total_tokens = 0.0, 0
     for i in range(0, len(data), batch_size):
-        ids = data.input_ids[i : i + batch_size].to(device)
-        mask = data.attention_mask[i : i + batch_size].to(device)
-        labels = data.labels[i : i + batch_size].to(device)
-        logits = model(input_ids=ids, attention_mask=mask).logits.float()
+        batch = {k: v.to(device) for k, v in data.inputs(slice(i, i + batch_size)).items()}
+        labels = batch.pop("labels")
+        # No KV cache: with one, transformers would not find the posts in the positions and let them see each other.
+        logits = model(**batch, use_cache=False).logits.float()
         # Position t predicts token t+1.
         targets = labels[:, 1:]
         loss = torch.nn.functional.cross_entropy(

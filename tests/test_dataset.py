@@ -183,7 +183,9 @@ def test_build_blocks_llama_end_tokens_keep_labels(tiny_llama: Path) -> None:
     assert blocks.stats["posts"] == len(texts) and blocks.stats["tokens"] == sum(len(s) for s in sequences)
     assert blocks.truncated_posts == 0
     item = blocks[0]
-    assert set(item) == {"input_ids", "attention_mask", "labels"} and item["input_ids"].shape == (block_size,)
+    # Positions instead of an attention mask: transformers then keeps each post to itself (see the test below).
+    assert set(item) == {"input_ids", "position_ids", "labels"} and item["input_ids"].shape == (block_size,)
+    assert item["position_ids"].shape == (block_size,) and int(item["position_ids"][0]) == 0
 
 
 def test_build_blocks_gpt2_without_pad_token(tiny_gpt2: Path) -> None:
@@ -252,3 +254,45 @@ def test_pack_empty_and_exact() -> None:
     sizes = [5, 3, 4, 4, 2, 6]
     bins = pack([[1] * n for n in sizes], 8)
     assert len(bins) == 3 and all(sum(sizes[i] for i in b) == 8 for b in bins)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_each_packed_post_is_seen_as_if_it_were_alone(request: pytest.FixtureRequest, family: str, attention: str) -> None:
+    """A post's scores in a packed block are the scores it gets alone, framed as generation frames it: the posts
+    packed before it are invisible and its positions start at 0."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = request.getfixturevalue(f"tiny_{family}")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation=attention).eval()
+    texts = make_posts(12, seed=5)
+    data = build_blocks(texts, tokenizer, block_size=64)
+    assert len(data) < len(texts)  # several posts share blocks
+    with torch.no_grad():
+        # No KV cache, as in training and evaluation: with one, transformers does not look for packed posts.
+        packed = model(**{k: v for k, v in data.inputs(slice(0, len(data))).items() if k != "labels"}, use_cache=False).logits
+        compared = 0
+        for text in texts:
+            alone = model(input_ids=torch.tensor([frame(tokenizer, text)])).logits[0]
+            ids = torch.tensor(frame(tokenizer, text))
+            for b in range(len(data)):  # find the post in its block
+                row = data.input_ids[b]
+                for at in range(len(row) - len(ids) + 1):
+                    if data.position_ids[b, at] == 0 and torch.equal(row[at : at + len(ids)], ids):
+                        torch.testing.assert_close(packed[b, at : at + len(ids)], alone, atol=1e-4, rtol=1e-4)
+                        compared += 1
+                        break
+                else:
+                    continue
+                break
+    assert compared == len(texts)
+    # A post beyond the first of its block: positions restart at its start marker (the unlabelled one, where the end
+    # marker is the same token, as in GPT-2).
+    start, _ = markers(tokenizer)
+    later = [
+        (b, t) for b in range(len(data)) for t in range(1, 64)
+        if data.input_ids[b, t] == start and data.attention_mask[b, t] == 1 and data.labels[b, t] == IGNORE
+    ]
+    assert later and all(data.position_ids[b, t] == 0 for b, t in later)

@@ -162,8 +162,13 @@ def test_training_uses_it_by_default_and_ends_where_transformers_loss_does(tiny_
     assert on.keys() == off.keys() and len(on) > 0
     assert any(not torch.equal(w, torch.zeros_like(w)) for name, w in on.items() if "lora_B" in name)  # it trained
     assert len(on["logged training losses"]) == 1  # the mean loss of the four steps, as the Trainer logs it
-    for name in on:  # same loss and gradients, so the same logged loss and weights after four optimizer steps
-        assert torch.allclose(on[name], off[name], atol=1e-5), name
+    # Same loss and gradients, so the same logged loss and weights after four optimizer steps. Up to float rounding:
+    # Adam moves a weight by about the learning rate whatever the size of its gradient, so where a gradient is near
+    # zero the rounding of the two losses (1e-8) can move a single element by 1e-5 or more; each tensor is compared
+    # as a whole.
+    assert torch.allclose(on.pop("logged training losses"), off.pop("logged training losses"), atol=1e-5)
+    for name in on:
+        assert float((on[name] - off[name]).norm() / off[name].norm().clamp(min=1e-12)) < 1e-3, name
 
 
 def test_mixed_precision_training_uses_it_and_ends_where_transformers_loss_does(tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
