@@ -36,6 +36,7 @@ from . import __version__, atomic, card, distributed, models, paths
 from .clean import CleanOptions
 from .corpus import Corpus, build_corpus
 from .dataset import MIN_CHARACTERS, markers
+from .ending import end_bias
 from .errors import HuggingTweetsError
 from .evaluate import perplexity
 from .generate import GenerateOptions, Partial, Sample, fast_weights, generate, stream
@@ -245,6 +246,8 @@ class Bot:
             run_name=corpus.name, progress=progress, data=chosen,
         )
         bot_ppl = math.exp(result.best_eval_loss) if result.best_eval_loss is not None else math.nan
+        # The end marker's odds that make the held-out posts end once each on average (ending.py): generation uses it.
+        bias = distributed.once(lambda: end_bias(result.model, tokenizer, validation_texts, config.block_size))
         checker = CopyChecker.from_texts(p.text for p in corpus.posts)
         info = {
             "name": out_dir.name,
@@ -260,7 +263,7 @@ class Bot:
             "adapter": config.method == "lora" and not merged,  # a LoRA adapter over base_model, or whole weights
             "config": asdict(config),
             "clean": chosen["clean"],
-            "generation": {"top_p": 0.95, "temperature": 1.0, "max_new_tokens": 96},
+            "generation": {"top_p": 0.95, "temperature": 1.0, "max_new_tokens": 96, "end_bias": bias},
             "stopped_early": result.stopped,
             "posts_left_out": left_out,
         }
@@ -322,6 +325,7 @@ class Bot:
         unknown = set(kwargs) - names
         if unknown:
             raise TypeError(f"unknown generation option(s): {', '.join(sorted(unknown))}")
+        kwargs.setdefault("end_bias", float(self.info.get("generation", {}).get("end_bias") or 0.0))  # 0: bots before it
         return GenerateOptions(**kwargs)
 
     def generate(self, n: int = 5, prompt: str = "", **kwargs: Any) -> list[Sample]:

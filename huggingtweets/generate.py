@@ -25,6 +25,7 @@ import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from .dataset import markers
+from .ending import EndBias
 from .errors import HuggingTweetsError, check_seed
 from .hardware import BF16_CPU_ATTENTION, cpu_bf16, set_attention
 from .memorisation import CopyChecker
@@ -47,6 +48,7 @@ class GenerateOptions:
     batch_size: int = field(default=64, metadata={"help": "posts drawn per forward pass (64: 1.1x the posts/s of 32 on 2 CPU cores)"})
     attempts: int = field(default=4, metadata={"help": "rounds with copies before giving up on replacing them"})
     fast_sampling: bool = field(default=True, metadata={"help": "draw without sorting the vocabulary (same distribution); False: transformers' do_sample"})
+    end_bias: float = field(default=0.0, metadata={"help": "added to the end marker's logit (a bot's own comes from its held-out posts: ending.py)"})
 
     def validate(self) -> None:
         if self.n <= 0:
@@ -160,14 +162,19 @@ def _sampling(model: object, tokenizer: object, options: GenerateOptions, genera
     # min_new_tokens and begin_suppress_tokens from a model's generation_config would start again in every round of
     # `draw_batch` (they count from each call's input); they are not among the user's options, so they are off.
     limits = dict(max_new_tokens=options.max_new_tokens, eos_token_id=stops, pad_token_id=pad, min_new_tokens=None, begin_suppress_tokens=None)
+    # The end marker's calibrated odds (ending.py) come first, as a logit would: temperature and nucleus act on them.
+    ending = [EndBias(end, options.end_bias)] if options.end_bias else []
     if not options.fast_sampling:
-        return dict(do_sample=True, temperature=options.temperature, top_p=options.top_p, top_k=options.top_k or None, **limits)
+        return dict(
+            do_sample=True, temperature=options.temperature, top_p=options.top_p, top_k=options.top_k or None,
+            logits_processor=LogitsProcessorList(ending), **limits,
+        )
     # The sampler draws each word and greedy decoding takes it: the same distribution as do_sample=True with
     # these settings, without sorting the whole vocabulary at every step (see sampling.py).
     sampler = NucleusSampler(options.temperature, options.top_p, options.top_k, generator=generator)
     # Every other truncation a model's generation_config might set is switched off, so only these options apply.
     off = dict(temperature=None, top_p=None, top_k=None, min_p=None, typical_p=None, epsilon_cutoff=None, eta_cutoff=None)
-    return dict(do_sample=False, logits_processor=LogitsProcessorList([sampler]), **off, **limits)
+    return dict(do_sample=False, logits_processor=LogitsProcessorList([*ending, sampler]), **off, **limits)
 
 
 def _decode(tokenizer: object, ids: list[int], stops: set[int]) -> tuple[str, bool]:

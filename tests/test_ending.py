@@ -1,0 +1,75 @@
+"""The end marker's calibration: the bias makes held-out posts end once each, and generation applies it."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from huggingtweets import Bot
+from huggingtweets.dataset import frame, markers
+from huggingtweets.ending import LIMIT, EndBias, end_bias, end_probabilities, mass_with_bias
+from huggingtweets.generate import GenerateOptions, generate
+
+from conftest import make_posts
+
+
+def _load(folder):
+    return AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+
+
+def test_end_probabilities_are_those_of_each_post_alone(tiny_llama):
+    model, tokenizer = _load(tiny_llama)
+    _, end = markers(tokenizer)
+    texts = make_posts(9, seed=2)
+    found = end_probabilities(model, tokenizer, texts, block_size=64)
+    with torch.no_grad():
+        alone = torch.cat([model(input_ids=torch.tensor([frame(tokenizer, t)])).logits[0, :-1].softmax(-1)[:, end] for t in texts])
+    # The same positions (every predicted token of every post), in whatever order the blocks hold them.
+    assert found.shape == alone.shape
+    torch.testing.assert_close(found.sort().values, alone.double().sort().values, atol=1e-5, rtol=1e-4)
+
+
+def test_the_bias_makes_the_held_out_mass_one_per_post(tiny_llama):
+    model, tokenizer = _load(tiny_llama)
+    texts = make_posts(20, seed=4)
+    p = end_probabilities(model, tokenizer, texts, block_size=64)
+    before = float(p.sum()) / len(texts)
+    bias = end_bias(model, tokenizer, texts, block_size=64)
+    assert -LIMIT < bias < LIMIT and bias != 0
+    assert mass_with_bias(p, bias) / len(texts) == pytest.approx(1.0, abs=1e-3)
+    assert (bias > 0) == (before < 1)  # raised where the marker was under-predicted
+    assert end_bias(model, tokenizer, []) == 0.0
+
+
+def test_mass_with_bias_changes_only_the_odds():
+    p = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    assert mass_with_bias(p, 0.0) == pytest.approx(1.5)
+    odds = 0.1 / 0.9 * math.e
+    assert mass_with_bias(p[:1], 1.0) == pytest.approx(odds / (1 + odds))
+
+
+def test_generation_adds_the_bias_to_the_end_marker_only(tiny_llama):
+    model, tokenizer = _load(tiny_llama)
+    _, end = markers(tokenizer)
+    scores = torch.zeros(2, 5 + end)
+    out = EndBias(end, 2.5)(torch.zeros(2, 1, dtype=torch.long), scores.clone())
+    assert torch.equal(out[:, end], torch.full((2,), 2.5)) and int((out != 0).sum()) == 2
+    # A strong bias ends posts sooner: same seed, shorter posts.
+    plain = generate(model, tokenizer, GenerateOptions(n=16, seed=3, max_new_tokens=40, keep_copies=True))
+    biased = generate(model, tokenizer, GenerateOptions(n=16, seed=3, max_new_tokens=40, keep_copies=True, end_bias=3.0))
+    assert sum(len(s.text) for s in biased) < sum(len(s.text) for s in plain)
+    assert sum(s.ended for s in biased) > sum(s.ended for s in plain)
+
+
+def test_a_trained_bot_keeps_its_bias_and_generates_with_it(home, tiny_llama, posts_file, monkeypatch):
+    from huggingtweets.train import TrainConfig
+
+    bot = Bot.train(str(posts_file), base_model=str(tiny_llama), config=TrainConfig(method="lora", max_steps=4), min_characters=0, show_progress=False)
+    stored = json.loads((bot.path / "huggingtweets.json").read_text())["generation"]["end_bias"]
+    assert isinstance(stored, float) and stored != 0.0
+    assert Bot.load(bot.path).options().end_bias == stored
+    assert Bot.load(bot.path).options(end_bias=0.0).end_bias == 0.0  # a caller may still choose
