@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["Bot", "list_bots", "CleanOptions", "TrainConfig", "FetchOptions", "GenerateOptions", "HuggingTweetsError"]
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from . import __version__, atomic, card, distributed, models, paths
+from . import atomic, card, distributed, models, paths
 from .clean import CleanOptions
 from .corpus import Corpus, build_corpus
 from .dataset import MIN_CHARACTERS, markers
@@ -43,7 +43,9 @@ from .generate import GenerateOptions, Partial, Sample, fast_weights, generate, 
 from .hardware import accelerator
 from .memorisation import CopyChecker
 from .sources import FetchOptions, Progress
-from .train import Listener, TrainConfig, TrainResult, interrupted_run_posts, is_peft, train_model
+from .train import Listener, TrainConfig, TrainResult, interrupted_run_posts, train_model
+from .version import __version__
+from .wrappers import is_peft
 
 INFO = "huggingtweets.json"
 log = logging.getLogger(__name__)

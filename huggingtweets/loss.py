@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from .dataset import IGNORE
-from .train import is_peft
+from .wrappers import unwrapped
 
 # Models whose forward is exactly `logits = lm_head(decoder(...)[0])` followed by the shifted cross-entropy: no
 # logit scaling or soft-capping (Gemma 2, Cohere, Granite have those), so the fused loss is the same loss.
@@ -140,9 +140,6 @@ def linear_cross_entropy(
     return total / count
 
 
-def _causal(model: Any) -> Any:
-    """The causal-LM model itself, inside a PEFT wrapper or not (LoRA layers are injected into it either way)."""
-    return model.get_base_model() if is_peft(model) else model
 
 
 def fused_head(model: Any) -> torch.nn.Linear | None:
@@ -151,7 +148,7 @@ def fused_head(model: Any) -> torch.nn.Linear | None:
     Only on a CPU with float32 weights (bf16 autocast included): on a GPU transformers' loss is fast and the logits
     fit in memory, and float16 or bf16 weights would need care this function does not take.
     """
-    causal = _causal(model)
+    causal = unwrapped(model)
     head = causal.get_output_embeddings() if hasattr(causal, "get_output_embeddings") else None
     # No config: a wrapper such as DataParallel, whose forward splits the batch; the fused path would bypass it.
     if getattr(getattr(causal, "config", None), "model_type", None) not in PLAIN_HEADS or type(head) is not torch.nn.Linear:
@@ -175,5 +172,5 @@ def causal_lm_loss(model: Any, inputs: dict[str, torch.Tensor], num_items: Any =
     if head is None or "labels" not in inputs or not torch.is_grad_enabled():
         return None  # evaluation: the model's own loss
     features = {k: v for k, v in inputs.items() if k != "labels"}
-    hidden = _causal(model).get_decoder()(**features).last_hidden_state
+    hidden = unwrapped(model).get_decoder()(**features).last_hidden_state
     return linear_cross_entropy(hidden, head.weight, inputs["labels"], num_items, _autocast_dtype())

@@ -34,6 +34,7 @@ from .compiling import MIN_STEPS, Compile, check_setting, compile_wanted, compil
 from .dataset import Blocks, build_blocks, steps_per_epoch
 from .errors import HuggingTweetsError, check_seed
 from .hardware import BF16_CPU_ATTENTION, accelerator, default_precision, set_attention
+from .wrappers import is_peft
 
 log = logging.getLogger(__name__)
 
@@ -298,10 +299,6 @@ def _fused_loss_trainer() -> type:
             return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     return FusedLossTrainer
-
-
-def is_peft(model: Any) -> bool:
-    return hasattr(model, "peft_config")
 
 
 class _Relay:

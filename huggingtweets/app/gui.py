@@ -30,7 +30,8 @@ from typing import Any
 import ipywidgets as widgets
 from traitlets import link  # (state, trait) first: the state's value wins when linking
 
-from . import plots, quiet_libraries
+from ..quiet import quiet_libraries
+from . import plots
 from .state import AI_LABEL, MAX_UPLOAD_BYTES, UPLOAD_SUFFIXES, AppState, DataStep, GeneratedPost, GenerateStep, Step, TrainStep
 
 TOKEN_PROMPT = "bearer token, only for @handles on X (never shown or stored)"

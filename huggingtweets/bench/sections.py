@@ -74,7 +74,7 @@ def race_and_bot(section: dict[str, Any], report: dict[str, Any], options: Bench
     generation sections judge: saved to `bot_dir`, and its perplexity against the base's in report["quality"]."""
     from .. import models
     from ..evaluate import perplexity
-    from ..train import is_peft
+    from ..wrappers import is_peft
 
     base, _ = models.load_base(options.base_model)
     base_ppl = perplexity(base, tokenizer, data.quality)

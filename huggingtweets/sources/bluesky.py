@@ -22,7 +22,7 @@ from atproto.exceptions import (
 )
 
 from ..posts import Post, parse_time
-from . import FetchOptions, Progress
+from .options import FetchOptions, Progress
 from .cache import Span
 from .http import ApiFetcher, Clock, Page, Retry
 

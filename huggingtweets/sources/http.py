@@ -25,7 +25,7 @@ from typing import NamedTuple, Protocol, TypeVar
 
 from ..errors import HuggingTweetsError
 from ..posts import Post
-from . import FetchOptions, Progress
+from .options import FetchOptions, Progress
 from .cache import Span
 
 __all__ = ["Clock", "Retry", "Page", "Fetcher", "ApiFetcher", "with_retries", "wait_out", "SERVER_TRIES"]

@@ -23,7 +23,7 @@ from mastodon import (
 
 from ..errors import HuggingTweetsError
 from ..posts import Post
-from . import FetchOptions, Progress
+from .options import FetchOptions, Progress
 from .cache import Span
 from .html import html_to_text
 from .http import ApiFetcher, Clock, Page, Retry

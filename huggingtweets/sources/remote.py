@@ -24,7 +24,8 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import HuggingTweetsError
 from ..posts import Post
-from . import FetchOptions, Progress, cache
+from . import cache
+from .options import FetchOptions, Progress
 from .cache import Span
 from .http import Clock, Fetcher
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import HuggingTweetsError
 from ..posts import Post, parse_time, to_int
-from . import Progress
+from .options import Progress
 
 
 def _when(row: sqlite3.Row, columns: set[str]) -> datetime | None:

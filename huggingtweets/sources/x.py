@@ -19,7 +19,7 @@ import tweepy
 from ..environment import X_TOKEN_VARIABLES
 from ..errors import HuggingTweetsError
 from ..posts import Post
-from . import FetchOptions, Progress
+from .options import FetchOptions, Progress
 from .cache import Span
 from .http import ApiFetcher, Clock, Page, Retry
 
