@@ -25,6 +25,7 @@ import math
 import shutil
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,6 +76,20 @@ def _local_or_hub(base: str) -> str:
     return str(path.resolve()) if path.exists() else base
 
 
+def _corrupt(path: str | Path, reason: str) -> HuggingTweetsError:
+    return HuggingTweetsError(f"bot folder {path} is corrupt or incomplete ({reason}): train the bot again")
+
+
+@contextmanager
+def _own_files(path: str | Path) -> Iterator[None]:
+    """Loading what a bot folder holds itself: a file missing or damaged there is the bot's fault, not a base model's
+    (`models` words its errors for a base model given with --base-model)."""
+    try:
+        yield
+    except models.LoadError as e:
+        raise _corrupt(path, e.reason) from None
+
+
 def _device() -> torch.device:
     return torch.device(accelerator())
 
@@ -98,6 +113,8 @@ class Bot:
         """Load a bot folder. `trainable` keeps LoRA adapters separate so training can continue."""
         folder = Path(path).expanduser()
         atomic.recover(folder)  # a save cut off between its two renames
+        if folder.exists() and not folder.is_dir():
+            raise HuggingTweetsError(f"{path} is a file, not a bot folder: give the folder `huggingtweets train` saved the bot in")
         if not folder.is_dir():
             raise HuggingTweetsError(f"bot folder {path} does not exist: train one with `huggingtweets train`, or list them with `huggingtweets bots`")
         try:
@@ -109,21 +126,23 @@ class Bot:
         if not isinstance(info, dict):
             raise HuggingTweetsError(f"{path}/{INFO} is corrupt: train the bot again")
         try:
-            tokenizer = models.load_tokenizer(str(folder))
+            with _own_files(path):
+                tokenizer = models.load_tokenizer(str(folder))
             if info.get("adapter", info.get("method") == "lora"):  # bots saved before "adapter" was written: by method
                 from peft import PeftModel
 
-                base = models.load_model(info.get("base_model"))
-                model = PeftModel.from_pretrained(base, str(folder), is_trainable=trainable)
+                base = models.load_model(info.get("base_model"))  # its errors are about the base, and say so
+                with _own_files(path):
+                    model = PeftModel.from_pretrained(base, str(folder), is_trainable=trainable)
                 if not trainable:
                     model = model.merge_and_unload()  # one matrix per layer again: faster generation
             else:
-                model = models.load_model(str(folder))
+                with _own_files(path):
+                    model = models.load_model(str(folder))
         except HuggingTweetsError:
             raise
         except Exception as e:  # a truncated safetensors file, a config that does not match the weights, ...
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-            raise HuggingTweetsError(f"bot folder {path} is corrupt or incomplete ({first}): train the bot again") from None
+            raise _corrupt(path, models.first_line(e)) from None
         ngrams = folder / "ngrams.bin"
         try:
             checker = CopyChecker.load(ngrams) if ngrams.is_file() else None

@@ -188,12 +188,25 @@ def load_base(base: str | None = None) -> tuple[Any, Any]:
     return load_model(base), load_tokenizer(base)
 
 
-def _unreachable(base: str | None, error: Exception) -> HuggingTweetsError:
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return HuggingTweetsError(
-        f"cannot load base model '{base}' ({first[:160]}): pass a local model folder, "
-        "or leave --base-model out to use the embedded default"
-    )
+def first_line(error: BaseException) -> str:
+    """An error's first line, cut to 160 characters (its type's name where it has no message): for one-line errors."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+
+
+class LoadError(HuggingTweetsError):
+    """A model or tokenizer that `from_pretrained` could not load; `reason` is the first line of why, for a caller
+    that knows better what the folder was (a bot's own folder is not a base model to pass with --base-model)."""
+
+    def __init__(self, base: str | None, reason: str) -> None:
+        super().__init__(
+            f"cannot load base model '{base}' ({reason}): pass a local model folder, "
+            "or leave --base-model out to use the embedded default"
+        )
+        self.reason = reason
+
+
+def _unreachable(base: str | None, error: Exception) -> LoadError:
+    return LoadError(base, first_line(error))
 
 
 def hub_id(base: str | None) -> str:

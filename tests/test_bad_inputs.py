@@ -727,7 +727,6 @@ def base_gone(bot: Path) -> None:
     (bot / "huggingtweets.json").write_text(json.dumps(info | {"base_model": str(bot.parent / "deleted-base")}))
 
 
-BOT_FIX = "needs fix in bot.py: Bot.load reports a bot folder's own missing files as a base model to pass with --base-model"
 BOT_CASES = [
     pytest.param("full", cut("model.safetensors"), "corrupt or incomplete", id="weights-cut-short"),
     pytest.param("full", garble("huggingtweets.json"), "corrupt", id="info-garbled"),
@@ -736,16 +735,11 @@ BOT_CASES = [
     pytest.param("lora", remove("adapter_config.json"), "corrupt or incomplete", id="adapter-config-missing"),
     pytest.param("lora", garble("adapter_config.json"), "corrupt or incomplete", id="adapter-config-garbled"),
     pytest.param("lora", base_gone, "does not exist", id="lora-base-model-deleted"),
-    pytest.param("full", remove("model.safetensors"), "corrupt or incomplete", id="weights-missing",
-                 marks=pytest.mark.xfail(strict=True, reason=BOT_FIX)),
-    pytest.param("full", remove("config.json"), "corrupt or incomplete", id="config-missing",
-                 marks=pytest.mark.xfail(strict=True, reason=BOT_FIX)),
-    pytest.param("full", garble("config.json"), "corrupt or incomplete", id="config-garbled",
-                 marks=pytest.mark.xfail(strict=True, reason=BOT_FIX)),
-    pytest.param("full", remove("tokenizer.json", "tokenizer_config.json"), "corrupt or incomplete", id="tokenizer-missing",
-                 marks=pytest.mark.xfail(strict=True, reason=BOT_FIX)),
-    pytest.param("lora", garble("tokenizer.json"), "corrupt or incomplete", id="tokenizer-garbled",
-                 marks=pytest.mark.xfail(strict=True, reason=BOT_FIX)),
+    pytest.param("full", remove("model.safetensors"), "corrupt or incomplete", id="weights-missing"),
+    pytest.param("full", remove("config.json"), "corrupt or incomplete", id="config-missing"),
+    pytest.param("full", garble("config.json"), "corrupt or incomplete", id="config-garbled"),
+    pytest.param("full", remove("tokenizer.json", "tokenizer_config.json"), "corrupt or incomplete", id="tokenizer-missing"),
+    pytest.param("lora", garble("tokenizer.json"), "corrupt or incomplete", id="tokenizer-garbled"),
 ]
 
 
@@ -760,7 +754,6 @@ def test_damaged_bot_folders(capsys, work, bots, kind, damage, word):
     assert snapshot(work) == before
 
 
-@pytest.mark.xfail(strict=True, reason="needs fix in bot.py: Bot.load says a file given as the bot folder 'does not exist'")
 def test_a_file_given_as_the_bot_folder(capsys, work, posts_txt):
     before = snapshot(work)
     refused(cli(capsys, "generate", str(posts_txt)), "is a file")
