@@ -53,6 +53,8 @@ class GenerateOptions:
     def validate(self) -> None:
         if self.n <= 0:
             raise HuggingTweetsError(f"number of posts must be positive, got {self.n}")
+        if self.n > 10_000:  # the command line's bound (cli.MAX_GENERATE), for callers of the API too: a typo, not a wish
+            raise HuggingTweetsError(f"number of posts must be at most 10,000, got {self.n}")
         if not self.temperature > 0:
             raise HuggingTweetsError(f"temperature must be positive, got {self.temperature}")
         if not 0 < self.top_p <= 1:

@@ -445,6 +445,19 @@ def test_bad_numbers_are_refused_before_anything_loads(capsys, work, argv, word)
     assert snapshot(work) == before
 
 
+def test_the_api_has_the_command_lines_bound_on_posts(home, bots):
+    from huggingtweets import Bot
+    from huggingtweets.cli import MAX_GENERATE
+    from huggingtweets.generate import GenerateOptions
+
+    GenerateOptions(n=MAX_GENERATE).validate()  # the bound itself is allowed
+    for n in (MAX_GENERATE + 1, 10**12):
+        with pytest.raises(HuggingTweetsError, match="at most 10,000"):
+            GenerateOptions(n=n).validate()
+    with pytest.raises(HuggingTweetsError, match="at most 10,000"):
+        Bot.load(bots["full"]).generate(n=MAX_GENERATE + 1)  # refused before a single post is drawn
+
+
 # ---------------------------------------------------------------------------------------------- services
 
 X_USER = "https://api.twitter.com/2/users/by/username/jack"
