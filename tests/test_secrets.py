@@ -154,8 +154,6 @@ def test_no_planted_secret_shows_anywhere_after_every_command(tmp_path, planted,
             cli("fetch", "@jack", "--refresh", "--no-wait")
         except Exception:  # noqa: BLE001 - whatever it is, its text is what is searched
             outputs.append(traceback.format_exc())
-        else:
-            outputs.append("")
 
     roots = [tmp_path]  # home, the bot and its .me.training folder, wandb, hf, tmp and the inputs all lie under it
     assert {p.name for p in tmp_path.iterdir()} >= {"home", "bots", "wandb", "tmp"}  # hf: nothing from the hub
