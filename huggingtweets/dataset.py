@@ -125,8 +125,8 @@ class Blocks(torch.utils.data.Dataset):  # type: ignore[type-arg]
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return self.inputs(slice(i, i + 1), squeeze=True)
+    def __getitem__(self, i: int | slice) -> dict[str, torch.Tensor]:
+        return self.inputs(i) if isinstance(i, slice) else self.inputs(slice(i, i + 1), squeeze=True)
 
     def inputs(self, rows: slice, squeeze: bool = False) -> dict[str, torch.Tensor]:
         """What the model is given for these rows. No attention mask: with one, transformers would let each post see

@@ -393,12 +393,14 @@ def _wandb_environment() -> None:
 def _finish_wandb(failed: bool = False) -> None:
     """End the W&B run Trainer started: it leaves it open, and the next training in this process (the app's second
     bot) would otherwise log into it. A run that failed or was interrupted is marked so; W&B's own trouble in
-    finishing must not hide the training's."""
+    finishing must not hide the training's. W&B reads its settings (WANDB_DIR, the key) once per process and keeps
+    them; tearing its session down makes the next run read the environment as it is then (a key typed in the app)."""
     import wandb
 
-    if wandb.run is not None:
-        with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception):
+        if wandb.run is not None:
             wandb.finish(exit_code=1 if failed else 0)
+        wandb.teardown()
 
 
 def train_model(

@@ -186,6 +186,8 @@ def test_build_blocks_llama_end_tokens_keep_labels(tiny_llama: Path) -> None:
     # Positions instead of an attention mask: transformers then keeps each post to itself (see the test below).
     assert set(item) == {"input_ids", "position_ids", "labels"} and item["input_ids"].shape == (block_size,)
     assert item["position_ids"].shape == (block_size,) and int(item["position_ids"][0]) == 0
+    rows = blocks[:]  # a slice gives a batch of rows, as the bench's own loops take them
+    assert set(rows) == set(item) and rows["input_ids"].shape == ids.shape and bool((rows["labels"] == lab).all())
 
 
 def test_build_blocks_gpt2_without_pad_token(tiny_gpt2: Path) -> None:

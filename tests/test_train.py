@@ -414,7 +414,7 @@ def test_on_a_cpu_with_bf16_training_autocasts_and_generation_switches_to_bf16_w
 
 @pytest.fixture(scope="module")
 def wandb_dir(tmp_path_factory):
-    # W&B reads WANDB_DIR once per process, so both runs below share one folder.
+    # Both runs below log into one folder.
     return tmp_path_factory.mktemp("wandb")
 
 

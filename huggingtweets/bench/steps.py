@@ -39,7 +39,7 @@ def step_pairs(spec: dict[str, Any]) -> dict[str, Any]:
     bf16 = spec.get("precision") == "bf16"
     if bf16:
         set_attention(model, BF16_CPU_ATTENTION)
-    data = blocks[:]
+    data = blocks.inputs(slice(None))
     if len(data["input_ids"]) < batch:
         return {"error": f"need at least {batch} blocks"}
     seconds = _alternate(model, data, batch, pairs, variant, bf16)
@@ -88,7 +88,7 @@ def compile_speedup(spec: dict[str, Any]) -> dict[str, Any]:
     batch, block, steps = int(spec["batch_size"]), int(spec["block_size"]), int(spec["steps"])
     model, data = _loop_model(spec, int(spec.get("lora_rank", 16)))
     full = max(1, len(data) // batch)  # whole batches only: one shape, so one compilation
-    batches = [{k: v[i * batch : (i + 1) * batch] for k, v in data[:].items()} for i in range(full)] if len(data) >= batch else []
+    batches = [{k: v[i * batch : (i + 1) * batch] for k, v in data.inputs(slice(None)).items()} for i in range(full)] if len(data) >= batch else []
     if not batches:
         return {"error": f"need at least {batch} blocks"}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
