@@ -325,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", dest="json_out", default=None, help="write results to this JSON file")
     p.add_argument("--levers", action="store_true", help="also measure the levers (LoRA rank, layers, block size, threads, compile)")
     p.add_argument("--levers-only", action="store_true", help="measure only the levers")
+    p.add_argument("--gpu", action="store_true", help="only the GPU check (issue 21; one line and exit 0 without a CUDA GPU)")
     p.set_defaults(run=lambda a: __import__("huggingtweets.bench", fromlist=["main"]).main(a))
     return parser
 

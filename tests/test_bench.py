@@ -15,7 +15,7 @@ from huggingtweets.bench import SECTIONS, BenchOptions, evenly, flops_per_token,
 from huggingtweets.bench import data as bench_data
 from huggingtweets.errors import HuggingTweetsError
 from huggingtweets.train import TrainConfig
-from test_bench_keys import VOICE, key_paths, quick_report_before
+from test_bench_keys import key_paths, quick_report_now
 
 
 def tiny_options(model: Path, data: Path) -> BenchOptions:
@@ -38,11 +38,11 @@ def test_quick_bench_reports_every_section(home, tiny_llama, posts_file, tmp_pat
 
     for section in (*SECTIONS, "machine", "data", "targets", "date", "voice"):
         assert section in report, section
-    # Every field the report had before bench.py became a package, and the voice section beside them.
+    # Every field the report had before bench.py became a package, and what issues 21 and 22 added.
     import torch
 
     gpu_keys = {path for path in key_paths(report) if path.startswith("gpu.")} if torch.cuda.is_available() else set()
-    assert key_paths(report) - gpu_keys == key_paths({**quick_report_before(), "voice": VOICE}) - gpu_keys
+    assert key_paths(report) - gpu_keys == key_paths(quick_report_now()) - gpu_keys
     assert report["quick"] is True
     assert isinstance(report["machine"]["cpu"], str) and report["machine"]["cores"] >= 1
     assert report["peak"]["gflops"] > 0

@@ -79,6 +79,17 @@ VOICE = {**VARIETY, **dict.fromkeys(("median_characters", "person_median_charact
          "person_sample": VARIETY}
 
 
+# Issue 21's GPU check: two options the report has gained since (the gpu section's own fields need a CUDA device).
+GPU_OPTIONS = ("gpu_matmul_size", "gpu_budget_s")
+
+
+def quick_report_now() -> dict[str, Any]:
+    """The report before the split, with what issues 21 and 22 added."""
+    report = {**quick_report_before(), "voice": VOICE}
+    report["options"] = {**report["options"], **dict.fromkeys(GPU_OPTIONS)}
+    return report
+
+
 def key_paths(value: Any, prefix: str = "") -> set[str]:
     """Every key of a report as a dotted path; `[]` stands for the items of a list (their keys pooled)."""
     paths: set[str] = set()

@@ -3,6 +3,7 @@
     huggingtweets bench --quick --json test-artifacts/bench-quick.json          # about 3 minutes on 2 cores
     python benchmarks/bench.py --json test-artifacts/bench.json                 # about 19 minutes
     python benchmarks/bench.py --levers-only --json test-artifacts/levers.json  # the levers, about 30 minutes
+    bash benchmarks/gpu_check.sh                                                 # the GPU check alone (issue 21), < 8 minutes
 
     from huggingtweets.bench import BenchOptions, markdown, run
     report = run(BenchOptions.quick_preset(base_model="path/to/model"))
@@ -29,7 +30,14 @@ What one run measures, all on the same posts (default: the real archive in ../sh
    and the share of 50 generated posts that repeat an 8-word run of the training posts, before and after the filter.
 8. `voice` (issue 22): the batched generation's posts against the bot's training posts: median length and its
    ratio, the share that ended before the token limit, distinct-1/2, and repeated 4-grams and duplicates.
-9. `gpu`: 3,200 posts x 4 epochs on a CUDA device, when there is one.
+9. `gpu` (issue 21), on a CUDA device only: the card (name, capability, memory, torch/CUDA versions) and the
+   precision the defaults pick there (bf16 from capability 8, fp16 before); its matmul peak in that precision;
+   3,200 posts x 4 epochs with the GPU defaults in a fresh process (training seconds, judged against 30 s only on
+   an H100; tokens/s, utilisation against that peak, peak GPU memory allocated and reserved); the race with the GPU
+   defaults (`default_config(evals, device="cuda")`); generation posts/s of its bot. Parts that would start past
+   `gpu_budget_s` are skipped, with a note. `--gpu` (`BenchOptions.gpu_preset`, `benchmarks/gpu_check.sh`) runs
+   this section alone, its budget counted from the start; without a CUDA device it prints one line (`NO_GPU`),
+   writes nothing and exits 0.
 
 `--levers` adds `levers`: LoRA rank, target modules and learning rate, top vs bottom layers, block size, batch,
 threads, gradient checkpointing, torch.compile, the KV cache, int8 weights and batch size in generation, and whole
@@ -39,7 +47,7 @@ Measurements that need their own peak memory (training throughput, generation, e
 Python process (`child.in_child`); the race runs in this process, timed through `train_model`'s listener.
 
 Layout, lower modules first (a module imports only those above it): `options` and `figures` (pure arithmetic);
-`peak`, `data`, `training`, `steps`, `quality`, `generating`, `race` (the measures); `child` (fresh processes);
+`peak`, `data`, `training`, `gpu`, `steps`, `quality`, `generating`, `race` (the measures); `child` (fresh processes);
 `lever_runs` and `sections` (what a run does, section by section); `formatting`, `report_levers` and `report`
 (the one report writer, reading the report only); this module's `run()` and `main()` on top.
 """
@@ -59,19 +67,20 @@ from .child import child_main, in_child, peak_rss_bytes
 from .data import DEFAULT_DATA, Data, evenly, load_data, padding, unpacked
 from .figures import flops_per_token, median, utilisation
 from .generating import generation
+from .gpu import describe_gpu, gpu_peak
 from .lever_runs import levers, training_levers
-from .options import GB, REFERENCE_LR, SECTIONS, BenchOptions, Say, options_from_args
+from .options import GB, GPU_SECTIONS, NO_GPU, REFERENCE_LR, SECTIONS, BenchOptions, Say, options_from_args
 from .peak import machine, matmul_peak
 from .quality import distinct, duplicate_share, repeated_ngram_share, voice
 from .race import compare, default_config, race_arm, race_arms, reference_config
 from .report import markdown, targets
 from .sections import Sections, data_summary, failed_sections, generation_section, gpu, memory, padding_section, race_and_bot, throughput
 from .steps import compile_speedup, step_pairs
-from .training import Clock, count_parameters, gpu_run, prepare, train_steps
+from .training import Clock, count_parameters, gpu_config, gpu_run, prepare, train_steps
 
 __all__ = [
-    "DEFAULT_DATA", "GB", "REFERENCE_LR", "SECTIONS", "BenchOptions", "Clock", "Data", "child_main", "compare", "compile_speedup",
-    "count_parameters", "default_config", "distinct", "duplicate_share", "evenly", "flops_per_token", "generation", "gpu_run",
+    "DEFAULT_DATA", "GB", "GPU_SECTIONS", "NO_GPU", "REFERENCE_LR", "SECTIONS", "BenchOptions", "Clock", "Data", "child_main", "compare", "compile_speedup",
+    "count_parameters", "default_config", "describe_gpu", "distinct", "duplicate_share", "evenly", "flops_per_token", "generation", "gpu_config", "gpu_peak", "gpu_run",
     "in_child", "levers", "load_data", "machine", "main", "markdown", "matmul_peak", "median", "options_from_args", "padding",
     "peak_rss_bytes", "prepare", "race_arm", "race_arms", "reference_config", "repeated_ngram_share", "run", "step_pairs",
     "targets", "train_steps", "training_levers", "unpacked", "utilisation", "voice",
@@ -94,8 +103,9 @@ def run(options: BenchOptions, say: Say | None = None) -> dict[str, Any]:
     tokenizer = models.load_tokenizer(options.base_model)
     cuda = torch.cuda.is_available()
 
-    with runner.section("peak") as section:
-        section.update(matmul_peak(options.matmul_size, options.matmul_repeats))
+    if sections - {"gpu", "padding"}:  # the fp32 peak of the other sections (the GPU section measures its own)
+        with runner.section("peak") as section:
+            section.update(matmul_peak(options.matmul_size, options.matmul_repeats))
     if "throughput" in sections or "memory" in sections:
         with runner.section("throughput") as section:
             throughput(section, options, data, report["peak"], cuda, say)
@@ -109,7 +119,8 @@ def run(options: BenchOptions, say: Say | None = None) -> dict[str, Any]:
             memory(section, report)
     if "gpu" in sections:
         with runner.section("gpu") as section:
-            gpu(section, options, data, cuda)
+            # --gpu: the budget counts from the start, model conversion included; in a whole run, from the section's.
+            gpu(section, options, data, tokenizer, cuda, started if options.gpu_mode else time.perf_counter(), say)
 
     report["targets"] = targets(report)
     report["failed_sections"] = failed_sections(report)
@@ -164,7 +175,14 @@ def _quiet() -> None:
 def main(args: argparse.Namespace) -> int:
     """`huggingtweets bench` / `benchmarks/bench.py`: run, print the markdown, write the JSON. 1 if a section failed."""
     _quiet()
-    report = run(options_from_args(args))
+    options = options_from_args(args)
+    if options.gpu_mode:
+        import torch
+
+        if not torch.cuda.is_available():
+            print(NO_GPU, flush=True)  # the one line; exit 0 and no JSON: no file means no GPU figures
+            return 0
+    report = run(options)
     print(markdown(report), flush=True)
     out = getattr(args, "json_out", None)
     if out:

@@ -10,6 +10,8 @@ from typing import Any
 SECTIONS = ("peak", "throughput", "race", "padding", "generation", "memory", "quality", "gpu")
 REFERENCE_LR = 1.372e-4  # the original HuggingTweets learning rate
 GB = 1e9
+GPU_SECTIONS = ("gpu",)  # `--gpu`: the GPU check of issue 21 alone
+NO_GPU = "bench --gpu: no CUDA GPU on this machine; nothing measured, nothing written"
 
 Say = Callable[[str], None]
 
@@ -37,6 +39,8 @@ class BenchOptions:
     memorisation_samples: int = 50
     lever_steps: int = 6
     gpu_posts: int = 3200
+    gpu_matmul_size: int = 8192  # a GPU needs a bigger matmul than a CPU to reach its peak
+    gpu_budget_s: float = 360.0  # the GPU section's parts that would start after this many seconds are skipped, with a note
     # Variants of the default that run the whole race with --levers (name, TrainConfig overrides); None: race_arms().
     race_variants: tuple[tuple[str, dict[str, Any]], ...] | None = None
     child_timeout_s: float = 1200.0
@@ -50,9 +54,22 @@ class BenchOptions:
         )
         return cls(**{**settings, **overrides})
 
+    @classmethod
+    def gpu_preset(cls, **overrides: Any) -> BenchOptions:
+        """`--gpu`: the GPU section alone (issue 21), its race on more posts than the CPU's, within `gpu_budget_s`
+        counted from the start of the run (model conversion included)."""
+        settings: dict[str, Any] = dict(sections=GPU_SECTIONS, race_posts=800, race_validation_posts=96, evals_per_epoch=4)
+        return cls(**{**settings, **overrides})
+
+    @property
+    def gpu_mode(self) -> bool:
+        return tuple(self.sections) == GPU_SECTIONS
+
 
 def options_from_args(args: argparse.Namespace) -> BenchOptions:
     settings: dict[str, Any] = {"data": getattr(args, "data", None), "base_model": getattr(args, "base_model", None)}
+    if getattr(args, "gpu", False):  # a parser without the flag (an older cli.py) leaves it out: not the GPU mode
+        return BenchOptions.gpu_preset(**settings)
     if getattr(args, "levers_only", False):
         settings["sections"] = ("peak", "levers")
     elif getattr(args, "levers", False):

@@ -105,17 +105,21 @@ def reference_config(evals_per_epoch: int) -> Any:
     )
 
 
-def default_config(evals_per_epoch: int, method: str = "auto") -> Any:
-    """The project's CPU defaults for `method` (auto: LoRA), with early stopping scaled to `evals_per_epoch`."""
+def default_config(evals_per_epoch: int, method: str = "auto", device: str = "cpu") -> Any:
+    """The project's defaults on `device` for `method` (auto: LoRA on a CPU, a full fine-tune on a GPU), with early
+    stopping scaled to `evals_per_epoch`. device "cuda": `TrainConfig().resolved("cuda")`, bf16 from capability 8."""
     import torch
 
     from ..train import TrainConfig
 
-    # On a GPU machine these CPU settings train on the GPU, in float32 as they always did (the host CPU's bf16 is moot).
-    defaults = TrainConfig(method=method, precision="fp32" if torch.cuda.is_available() else "auto")  # type: ignore[arg-type]
+    if device == "cuda":
+        defaults = TrainConfig(method=method)  # type: ignore[arg-type]
+    else:
+        # On a GPU machine these CPU settings train on the GPU, in float32 as they always did (the host CPU's bf16 is moot).
+        defaults = TrainConfig(method=method, precision="fp32" if torch.cuda.is_available() else "auto")  # type: ignore[arg-type]
     # Early stopping after the same share of an epoch as the defaults (2 evaluations at 2 per epoch: one epoch).
     patience = max(1, round(defaults.early_stopping_patience * evals_per_epoch / defaults.evals_per_epoch))
-    return replace(defaults, evals_per_epoch=evals_per_epoch, early_stopping_patience=patience, save_minutes=1e9).resolved("cpu")
+    return replace(defaults, evals_per_epoch=evals_per_epoch, early_stopping_patience=patience, save_minutes=1e9).resolved(device)
 
 
 def compare(reference: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:

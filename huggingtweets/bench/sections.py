@@ -135,12 +135,68 @@ def memory(section: dict[str, Any], report: dict[str, Any]) -> None:
     section["how"] = "VmHWM of a fresh Python process per measurement (model loading included)"
 
 
-def gpu(section: dict[str, Any], options: BenchOptions, data: Data, cuda: bool) -> None:
-    if cuda:
-        section.update(in_child("gpu_run", {"base_model": options.base_model, "texts": data.train, "posts": options.gpu_posts},
-                                options.child_timeout_s))
-    else:
+# What the GPU section's later parts need of the budget to start (estimates for the default model on an H100: not measured).
+RACE_NEEDS_S = 120.0
+GENERATION_NEEDS_S = 30.0
+
+
+def gpu(section: dict[str, Any], options: BenchOptions, data: Data, tokenizer: Any, cuda: bool, started: float, say: Say) -> None:
+    """The GPU check (issue 21): the card and its precision, its matmul peak in that precision, the 3,200-post target
+    run (tokens/s, utilisation, peak GPU memory) in a fresh process, the race with the GPU defaults, and generation
+    posts/s. A part that would start after `options.gpu_budget_s` seconds from `started` is skipped, with a note."""
+    if not cuda:
         section.update({"train_seconds": None, "note": "n/a: no CUDA device"})
+        return
+    import tempfile
+
+    from .. import hardware
+    from .gpu import describe_gpu, gpu_peak
+    from .training import gpu_config
+
+    deadline = started + options.gpu_budget_s
+    skipped: list[str] = section.setdefault("skipped", [])
+
+    def fits(part: str, needs: float) -> bool:
+        left = deadline - time.perf_counter()
+        if left < needs:
+            skipped.append(f"{part}: {max(0.0, left):.0f} s of the {options.gpu_budget_s:.0f} s budget left, it needs about {needs:.0f}")
+        return left >= needs
+
+    device = section["device"] = describe_gpu()
+    section.update({"precision": device["precision"], "budget_s": options.gpu_budget_s, "train_seconds": None,
+                    "note": "" if device["h100"] else f"not an H100 ({device['name']}): reported, not judged"})
+    section["peak"] = peak = gpu_peak(device["precision"], options.gpu_matmul_size, options.matmul_repeats, hardware.accelerator())
+    say(f"  {options.gpu_posts} posts x 4 epochs, {device['precision']}, in a fresh process")
+    config = gpu_config(evals_per_epoch=1)
+    run = section["target_run"] = in_child("gpu_run", {"base_model": options.base_model, "texts": data.train, "posts": options.gpu_posts,
+                                                       "config": asdict(config)}, options.child_timeout_s)
+    run["utilisation"] = utilisation(run, {"gflops": peak["gflops"]})  # against the peak in the run's own precision
+    section["train_seconds"] = run.get("train_seconds")
+    with tempfile.TemporaryDirectory(prefix="huggingtweets-bench-gpu-bot-") as bot_dir:
+        bot = None
+        if fits("race", RACE_NEEDS_S):
+            bot = _gpu_race(section, options, data, tokenizer, bot_dir, say)
+        if fits("generation", GENERATION_NEEDS_S):
+            say("  generation, batched")
+            got = in_child("generation", {"model": bot or options.base_model, "max_new_tokens": 96, "batched_posts": options.batched_posts,
+                                          "batch_size": options.generation_batch, "train_texts": data.race_train}, options.child_timeout_s)
+            section["generation"] = {"model": "the race's default run" if bot else "the base model", **got}
+
+
+def _gpu_race(section: dict[str, Any], options: BenchOptions, data: Data, tokenizer: Any, bot_dir: str, say: Say) -> str:
+    """The race with the GPU defaults (a full fine-tune, 4 epochs, batch 8, bf16/fp16) against the reference recipe;
+    the default's model saved to `bot_dir` for generation."""
+    evals = options.evals_per_epoch
+    say(f"  race on the GPU: reference recipe on {len(data.race_train)} posts")
+    reference, trained = race_arm("reference", reference_config(evals), options.base_model, data.race_train, data.race_validation)
+    del trained
+    say(f"  race on the GPU: default settings on {len(data.race_train)} posts")
+    default, bot = race_arm("default", default_config(evals, device="cuda"), options.base_model, data.race_train, data.race_validation)
+    bot.save_pretrained(bot_dir)
+    tokenizer.save_pretrained(bot_dir)
+    section["race"] = {"reference": reference, "default": default, **compare(reference, default),
+                       "note": "the GPU defaults against the reference recipe (fp32, batch 8); evaluation and checkpoint writes excluded"}
+    return bot_dir
 
 
 def failed_sections(report: dict[str, Any]) -> list[str]:

@@ -145,17 +145,50 @@ def _step_figures(spec: dict[str, Any], config: Any, kind: str, result: Any, sec
     }
 
 
+def gpu_config(**overrides: Any) -> Any:
+    """The defaults on a CUDA device: `TrainConfig().resolved("cuda")` (full fine-tune, 4 epochs, batch 8, bf16 from
+    compute capability 8, fp16 before), no time-based checkpoints."""
+    from ..train import TrainConfig
+
+    return TrainConfig(save_minutes=1e9, **overrides).resolved("cuda")
+
+
 def gpu_run(spec: dict[str, Any]) -> dict[str, Any]:
-    """Child: the GPU target, a full fine-tune of `posts` posts for 4 epochs with the GPU defaults, no evaluation."""
+    """Child: the GPU target, a full fine-tune of `posts` posts for 4 epochs with the GPU defaults, no evaluation;
+    its tokens/s (from the first step to the last) and peak GPU memory.
+
+    spec: base_model, texts, posts, [config: TrainConfig fields; default `gpu_config(evals_per_epoch=1)`].
+    """
+    import torch
+
     from .. import models
     from ..train import TrainConfig, train_model
 
+    config = TrainConfig(**spec["config"]) if spec.get("config") else gpu_config(evals_per_epoch=1)
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     model, tokenizer = models.load_base(spec["base_model"])
     texts = list(spec["texts"])
     texts = (texts * math.ceil(int(spec["posts"]) / len(texts)))[: int(spec["posts"])]
-    config = replace(TrainConfig(method="full", epochs=4.0, save_minutes=1e9).resolved("cuda"), evals_per_epoch=1)
+    clock = Clock()
     with tempfile.TemporaryDirectory(prefix="huggingtweets-bench-") as work:
         start = time.perf_counter()
-        result = train_model(model, tokenizer, texts, [], config, Path(work) / "run", show_progress=False)
+        result = train_model(model, tokenizer, texts, [], config, Path(work) / "run", listener=clock, show_progress=False)
         seconds = time.perf_counter() - start
-    return {"posts": len(texts), "epochs": 4, "steps": result.steps, "train_seconds": seconds, "precision": config.precision}
+    total, trainable = count_parameters(result.model)
+    flops, formula = flops_per_token(config.method, total, trainable)
+    positions = config.batch_size * config.block_size  # per step, padding included
+    first, last = min(clock.steps), max(clock.steps)
+    steady = clock.steps[last] - clock.steps[first]
+    return {
+        "posts": len(texts), "epochs": config.epochs, "steps": result.steps, "train_seconds": seconds, "precision": config.precision,
+        "method": config.method, "batch_size": config.batch_size, "block_size": config.block_size,
+        "compiled": result.train_stats.get("compiled"), "padding_share": result.train_stats.get("padding_share"),
+        # From the end of the first step to the end of the last: the steady rate, without loading and the first step.
+        "tokens_per_s": positions * (last - first) / steady if last > first and steady > 0 else None,
+        "run_tokens_per_s": positions * result.steps / seconds,  # over the whole train_model call
+        "parameters": total, "trainable_parameters": trainable, "flops_per_token": flops, "flops_formula": formula,
+        "max_memory_allocated_bytes": int(torch.cuda.max_memory_allocated()) if cuda else None,
+        "max_memory_reserved_bytes": int(torch.cuda.max_memory_reserved()) if cuda else None,
+    }
