@@ -38,11 +38,6 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-# The most posts one command generates: at the ~10 posts/s measured, a quarter of an hour. More is a typo (an extra
-# zero or three) that would otherwise run for days.
-MAX_GENERATE = 10_000
-
-
 def _positive(kind: type, most: int | None = None) -> Any:
     def check(text: str) -> Any:
         try:
@@ -254,7 +249,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .compiling import Compile
-    from .generate import GenerateOptions
+    from .generate import MAX_POSTS, GenerateOptions
     from .train import Precision, TrainConfig
 
     parser = Parser(prog="huggingtweets", description="Fine-tune a language model on public posts and generate new, AI-labelled ones.")
@@ -290,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate posts with a bot")
     p.add_argument("bot", help="bot folder")
     p.add_argument("--prompt", default="", help=_help(GenerateOptions, "prompt"))
-    p.add_argument("-n", type=_positive(int, MAX_GENERATE), default=5, help=_help(GenerateOptions, "n"))
+    p.add_argument("-n", type=_positive(int, MAX_POSTS), default=5, help=_help(GenerateOptions, "n"))
     p.add_argument("--seed", type=int, default=None, help=_help(GenerateOptions, "seed"))
     p.add_argument("--temperature", type=_positive(float), default=1.0, help=_help(GenerateOptions, "temperature"))
     p.add_argument("--top-p", type=_positive(float), default=0.95, help=_help(GenerateOptions, "top_p"))
@@ -303,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="perplexity of a bot and its base on posts, and its memorisation rate")
     p.add_argument("bot", help="bot folder")
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="held-out posts (any source)")
-    p.add_argument("-n", type=_positive(int, MAX_GENERATE), default=50, help="posts to generate for the memorisation rate")
+    p.add_argument("-n", type=_positive(int, MAX_POSTS), default=50, help="posts to generate for the memorisation rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_eval)

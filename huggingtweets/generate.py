@@ -16,6 +16,7 @@ On a CPU with bf16 arithmetic, `fast_weights(model)` first (as `Bot` does) draws
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,9 @@ from .memorisation import CopyChecker
 from .sampling import NucleusSampler
 
 MAX_CHARACTERS = 280  # a post on X
+# The most posts one call or command generates: at the ~10 posts/s measured, a quarter of an hour. More is a typo
+# (an extra zero or three) that would otherwise run for days.
+MAX_POSTS = 10_000
 ROUND = 16  # tokens per `model.generate` call in `draw_batch`; ended posts leave the batch between calls
 
 
@@ -53,14 +57,16 @@ class GenerateOptions:
     def validate(self) -> None:
         if self.n <= 0:
             raise HuggingTweetsError(f"number of posts must be positive, got {self.n}")
-        if self.n > 10_000:  # the command line's bound (cli.MAX_GENERATE), for callers of the API too: a typo, not a wish
-            raise HuggingTweetsError(f"number of posts must be at most 10,000, got {self.n}")
+        if self.n > MAX_POSTS:  # the command line's bound too: a typo, not a wish
+            raise HuggingTweetsError(f"number of posts must be at most {MAX_POSTS:,}, got {self.n}")
         if not self.temperature > 0:
             raise HuggingTweetsError(f"temperature must be positive, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise HuggingTweetsError(f"top-p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0 or self.max_new_tokens <= 0 or self.batch_size <= 0:
             raise HuggingTweetsError("top-k must be >= 0; max new tokens and batch size must be positive")
+        if not math.isfinite(self.end_bias):
+            raise HuggingTweetsError(f"end bias must be a finite number, got {self.end_bias}")
         check_seed(self.seed)
 
 

@@ -447,15 +447,14 @@ def test_bad_numbers_are_refused_before_anything_loads(capsys, work, argv, word)
 
 def test_the_api_has_the_command_lines_bound_on_posts(home, bots):
     from huggingtweets import Bot
-    from huggingtweets.cli import MAX_GENERATE
-    from huggingtweets.generate import GenerateOptions
+    from huggingtweets.generate import MAX_POSTS, GenerateOptions
 
-    GenerateOptions(n=MAX_GENERATE).validate()  # the bound itself is allowed
-    for n in (MAX_GENERATE + 1, 10**12):
+    GenerateOptions(n=MAX_POSTS).validate()  # the bound itself is allowed
+    for n in (MAX_POSTS + 1, 10**12):
         with pytest.raises(HuggingTweetsError, match="at most 10,000"):
             GenerateOptions(n=n).validate()
     with pytest.raises(HuggingTweetsError, match="at most 10,000"):
-        Bot.load(bots["full"]).generate(n=MAX_GENERATE + 1)  # refused before a single post is drawn
+        Bot.load(bots["full"]).generate(n=MAX_POSTS + 1)  # refused before a single post is drawn
 
 
 # ---------------------------------------------------------------------------------------------- services

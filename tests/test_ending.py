@@ -73,3 +73,12 @@ def test_a_trained_bot_keeps_its_bias_and_generates_with_it(home, tiny_llama, po
     assert isinstance(stored, float) and stored != 0.0
     assert Bot.load(bot.path).options().end_bias == stored
     assert Bot.load(bot.path).options(end_bias=0.0).end_bias == 0.0  # a caller may still choose
+
+
+@pytest.mark.parametrize("bias", [math.inf, -math.inf, math.nan])
+def test_a_bias_that_is_not_a_finite_number_is_refused(bias):
+    from huggingtweets.errors import HuggingTweetsError
+
+    with pytest.raises(HuggingTweetsError, match="end bias must be a finite number"):
+        GenerateOptions(end_bias=bias).validate()
+    GenerateOptions(end_bias=LIMIT).validate()
