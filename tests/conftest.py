@@ -6,6 +6,7 @@ embedded default does (`from_pretrained` on a folder).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -148,6 +149,19 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 def params(call: Any) -> dict[str, str]:
     """The query parameters of a recorded request (`responses.Call`)."""
     return {k: v[0] for k, v in parse_qs(urlsplit(call.request.url).query).items()}
+
+
+def complete_checkpoints(work: Path) -> list[int]:
+    """Steps of the checkpoints a resume can use. `trainer_state.json` is written last but not atomically: seeing
+    the file is not enough (a kill or Ctrl-C in the middle of writing it leaves a part), it must also parse."""
+    def complete(state: Path) -> bool:
+        try:
+            json.loads(state.read_text())
+        except (OSError, ValueError):
+            return False
+        return True
+
+    return sorted(int(p.parent.name.split("-")[1]) for p in work.glob("checkpoint-*/trainer_state.json") if complete(p))
 
 
 # ---------------------------------------------------------------------------------------------- servers (Voilà)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_posts
+from conftest import complete_checkpoints, make_posts
 from huggingtweets import models
 from huggingtweets.cli import main
 
@@ -263,7 +263,7 @@ def test_ctrl_c_during_training_then_the_same_command_resumes(home, files, tiny_
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=restore)
     work = tmp_path / ".bot.training"
     deadline = time.monotonic() + 120  # a bound on waiting for a checkpoint, not a timing assertion
-    while not list(work.glob("checkpoint-*/trainer_state.json")) and proc.poll() is None and time.monotonic() < deadline:
+    while not complete_checkpoints(work) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
     out, err = proc.communicate(timeout=120)
@@ -271,7 +271,7 @@ def test_ctrl_c_during_training_then_the_same_command_resumes(home, files, tiny_
     assert "Traceback" not in err and err.strip().splitlines()[-1] == (
         "interrupted: run the same command again to resume from the last checkpoint"
     )
-    assert not bot.exists() and list(work.glob("checkpoint-*/trainer_state.json"))
+    assert not bot.exists() and complete_checkpoints(work)
 
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
+from conftest import complete_checkpoints
 from huggingtweets import Bot
 
 
@@ -104,7 +105,7 @@ def test_a_killed_two_process_run_resumes_from_its_last_checkpoint(tmp_path, tin
     args = ("--method", "full", "--epochs", "12", "--batch-size", "2")
     proc = _train(2, posts_file, tiny_llama, out, home, *args)
     deadline = time.monotonic() + 300
-    while not list(work.glob("checkpoint-*/trainer_state.json")):
+    while not complete_checkpoints(work):
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.monotonic() < deadline, "no checkpoint within 5 minutes"
         time.sleep(0.2)
@@ -115,7 +116,7 @@ def test_a_killed_two_process_run_resumes_from_its_last_checkpoint(tmp_path, tin
     proc.wait(30)
     while any(Path(f"/proc/{pid}").exists() and "Z" not in _stat(pid)[0] for pid in doomed):
         time.sleep(0.1)
-    saved = sorted(int(p.parent.name.split("-")[1]) for p in work.glob("checkpoint-*/trainer_state.json"))
+    saved = complete_checkpoints(work)
     assert saved and not out.exists()
 
     _, err = _finish(_train(2, posts_file, tiny_llama, out, home, *args))

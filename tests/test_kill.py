@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import complete_checkpoints
 from huggingtweets import Bot
 
 # Runs the CLI with one function wrapped so that the process kills itself at its `KILL_AT`-th call.
@@ -81,10 +82,6 @@ def _run(argv: list[str], home: Path, point: str | None = None, at: int = 1) -> 
     return subprocess.run([sys.executable, "-c", HARNESS, *argv], capture_output=True, text=True, env=env, timeout=600)
 
 
-def _complete_checkpoints(work: Path) -> list[int]:
-    return sorted(int(p.parent.name.split("-")[1]) for p in work.glob("checkpoint-*/trainer_state.json"))
-
-
 def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp") or ".old-" in p.name)
 
@@ -96,7 +93,7 @@ def test_killed_during_training_the_same_command_resumes_losing_at_most_one_inte
     killed = _run(argv, home, point, at)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert not out.exists()
-    saved = _complete_checkpoints(work)
+    saved = complete_checkpoints(work)
     assert saved, f"no complete checkpoint before the kill: {sorted(p.name for p in work.iterdir())}"
     if point == "checkpoint":
         # The checkpoint being written is there, but incomplete: it must not be resumed from.
@@ -117,7 +114,7 @@ def test_killed_while_writing_the_bot_folder_leaves_no_half_bot(home, tmp_path, 
     killed = _run(argv, home, "bot-folder")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert not out.exists()  # the half-written copy never took the bot's name
-    assert _complete_checkpoints(work)  # and the run's checkpoints are still there
+    assert complete_checkpoints(work)  # and the run's checkpoints are still there
 
     done = _run(argv, home)
     assert done.returncode == 0, done.stderr[-2000:]
