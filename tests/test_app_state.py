@@ -10,6 +10,7 @@ import argparse
 import csv
 import io
 import json
+import statistics
 from dataclasses import replace
 from pathlib import Path
 
@@ -496,6 +497,12 @@ def test_plots_make_pngs(trained: AppState) -> None:
     assert plots.png(plots.data_figure(posts)).startswith(b"\x89PNG")
     assert plots.png(plots.data_figure([])).startswith(b"\x89PNG")
     assert plots.png(plots.loss_figure([(1, 4.0), (2, 3.5)], [(2, 3.8)], total_steps=4)).startswith(b"\x89PNG")
+    texts = [p.text for p in posts]
+    figure = plots.length_figure(texts, ["short", "a little longer"])
+    assert plots.png(figure).startswith(b"\x89PNG")
+    medians = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert medians == [f"person (median {statistics.median_high(len(t) for t in texts)})", "bot (median 15)"]
+    assert plots.png(plots.length_figure([], [])).startswith(b"\x89PNG")
     months = plots.months(posts)
     assert months[0][0] == "2025-09" and months[-1][0] == "2026-03" and len(months) == 7
     assert sum(n for _, n in months) == len(posts)

@@ -72,7 +72,8 @@ def test_walkthrough_runs_top_to_bottom(notebook_env: Path) -> None:
     assert "[AI-generated]" in out and "generated posts copy a training post" in out
     assert "a training post itself is caught: True" in out
     pngs = [o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(pngs) == 2  # the data figure and the loss curve
+    assert "generated posts ended by themselves" in out
+    assert len(pngs) == 3  # the data figure, the loss curve and the length histogram
     assert list((notebook_env / "bots").glob("*/huggingtweets.json"))
 
 

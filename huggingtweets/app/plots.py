@@ -2,6 +2,7 @@
 
     fig = data_figure(corpus.posts)             # posts per month and post length, side by side
     fig = loss_figure([(10, 4.1), (20, 3.7)], [(27, 3.9)])
+    fig = length_figure(train_texts, [s.text for s in bot.generate(n=64)])   # person vs bot
     png(fig)                                    # PNG bytes, for an ipywidgets Image or IPython's Image
 
 Figures are made with `matplotlib.figure.Figure`, not `pyplot`: no global figure registry and no GUI
@@ -11,6 +12,7 @@ backend, so they can be drawn from the training thread and are garbage-collected
 from __future__ import annotations
 
 import io
+import statistics
 from collections import Counter
 from collections.abc import Sequence
 
@@ -98,6 +100,32 @@ def loss_figure(train: Sequence[Point], validation: Sequence[Point] = (), total_
     ax.tick_params(labelsize=8)
     ax.spines[["top", "right"]].set_visible(False)
     if train or validation:
+        ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def length_figure(person: Sequence[str], bot: Sequence[str], width: float = 6.0) -> Figure:
+    """Post length of the person's posts and the bot's, on the same bins, each medians marked.
+
+    Shares, not counts, on the y axis: a few dozen generated posts against hundreds of real ones.
+    """
+    fig = Figure(figsize=(width, 2.6))
+    ax = fig.subplots()
+    groups = [(name, [len(t) for t in texts], color) for name, texts, color in (("person", person, COLOR), ("bot", bot, VALIDATION_COLOR)) if texts]
+    longest = max((max(chars) for _, chars, _ in groups), default=1)
+    bins = [longest * i / 30 for i in range(31)]
+    for name, chars, color in groups:
+        median = statistics.median_high(chars)
+        ax.hist(chars, bins=bins, weights=[1 / len(chars)] * len(chars), color=color, alpha=0.55, label=f"{name} (median {median})")
+        ax.axvline(median, color=color, linestyle="--", linewidth=1)
+    if not groups:
+        ax.text(0.5, 0.5, "no posts", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("post length (characters)", fontsize=9)
+    ax.set_ylabel("share of posts", fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    if groups:
         ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
