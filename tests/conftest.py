@@ -6,7 +6,6 @@ embedded default does (`from_pretrained` on a folder).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -154,14 +153,10 @@ def params(call: Any) -> dict[str, str]:
 def complete_checkpoints(work: Path) -> list[int]:
     """Steps of the checkpoints a resume can use. `trainer_state.json` is written last but not atomically: seeing
     the file is not enough (a kill or Ctrl-C in the middle of writing it leaves a part), it must also parse."""
-    def complete(state: Path) -> bool:
-        try:
-            json.loads(state.read_text())
-        except (OSError, ValueError):
-            return False
-        return True
+    from huggingtweets import atomic  # after the environment above is set
 
-    return sorted(int(p.parent.name.split("-")[1]) for p in work.glob("checkpoint-*/trainer_state.json") if complete(p))
+    states = work.glob("checkpoint-*/trainer_state.json")
+    return sorted(int(p.parent.name.split("-")[1]) for p in states if atomic.read_json(p) is not None)
 
 
 # ---------------------------------------------------------------------------------------------- servers (Voilà)
