@@ -17,7 +17,7 @@ a fixed seed, so every bias tried sees the same random numbers and the median fa
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .ending import LIMIT
@@ -48,7 +48,7 @@ def length_bias(
     found = LengthBias(start, person_median)
 
     def median_at(bias: float) -> float:
-        samples = generate(model, tokenizer, GenerateOptions(**{**asdict(base), "n": n, "seed": 0, "end_bias": bias}))
+        samples = generate(model, tokenizer, replace(base, n=n, seed=0, end_bias=bias))
         median = float(statistics.median_high([len(s.text) for s in samples])) if samples else 0.0
         found.tries.append({"bias": round(bias, 4), "median": median, "ended": sum(s.ended for s in samples) / max(1, len(samples))})
         return median
