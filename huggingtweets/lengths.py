@@ -10,7 +10,8 @@ bundled archive, the held-out bias (+0.21) left posts 1.3x the person's median l
 gave 1.0x and 91% (benchmarks/README.md, "Post length and endings"). Only the bot's own posts show this, so the
 bias is tuned on them, starting from the held-out one.
 
-The target is the median length of the person's training posts: data, not a length in the code. The draws use
+The held-out bias is a floor: the tuning only raises it, for posts that run long. The target is the median
+length of the person's training posts: data, not a length in the code. The draws use
 a fixed seed, so every bias tried sees the same random numbers and the median falls steadily as the bias grows.
 """
 
@@ -42,7 +43,8 @@ def length_bias(
 ) -> LengthBias:
     """The end bias among `rounds` tries whose `n` posts have a median length closest to `person_median`.
 
-    Tries step by `STEP` from `start` until one is too short and one too long, then halve the gap between them.
+    Tries step up by `STEP` from `start` until one is not too long, then halve the gap between the last too long
+    and the first not too long. A first try that is not too long ends the search: the bias is never below `start`.
     """
     base = options or GenerateOptions(keep_copies=True)
     found = LengthBias(start, person_median)
@@ -62,15 +64,18 @@ def length_bias(
 
 
 def _search(found: LengthBias, median_at: Any, start: float, rounds: int, person_median: float) -> LengthBias:
-    low, high = -LIMIT, LIMIT  # the median falls as the bias grows: too long below `low`, too short above `high`
-    bias = max(low, min(high, start))
+    # The held-out bias is a floor: below it the bot would end posts less often than the person's own text implies.
+    # The tuning only corrects posts that run long, so when the first try is not too long it is kept as it is.
+    low, high = start, LIMIT  # the median falls as the bias grows: too long at `low`, too short at `high`
+    bias = min(start, LIMIT)
     for _ in range(rounds):
-        if median_at(bias) > person_median:
-            low = bias
-            bias = bias + STEP if high == LIMIT and bias + STEP < LIMIT else (bias + high) / 2
-        else:
+        if median_at(bias) <= person_median:
+            if bias == start:
+                break
             high = bias
-            bias = bias - STEP if low == -LIMIT and bias - STEP > -LIMIT else (bias + low) / 2
+        else:
+            low = bias
+        bias = bias + STEP if high == LIMIT and bias + STEP < LIMIT else (low + high) / 2
     best = min(found.tries, key=lambda t: abs(t["median"] - person_median))
     found.bias = best["bias"]
     return found

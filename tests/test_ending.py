@@ -98,27 +98,33 @@ def test_the_length_bias_moves_toward_the_persons_median(tiny_llama, wanted):
     from huggingtweets.lengths import STEP, length_bias
 
     model, tokenizer = _load(tiny_llama)
-    low, high = _medians(model, tokenizer, [-LIMIT, LIMIT])
-    assert high < low  # the premise: a higher bias ends posts sooner
-    target = (high + 1) if wanted == "short" else (low - 1)
+    low, start, high = _medians(model, tokenizer, [-LIMIT, 0.0, LIMIT])
+    assert high < start and high < low  # the premise: a higher bias ends posts sooner
+    target = (high + 1) if wanted == "short" else start  # the person's posts: short, or as long as the first try
     options = GenerateOptions(keep_copies=True, max_new_tokens=40)
     found = length_bias(model, tokenizer, target, start=0.0, n=24, rounds=5, options=options)
     biases = [t["bias"] for t in found.tries]
-    assert len(biases) == 5 and biases[0] == 0.0
-    # Too long at first: the bias steps up; too short: down, by STEP until the target is bracketed.
-    first = found.tries[0]["median"]
-    assert (biases[1] - biases[0]) == pytest.approx(STEP if first > target else -STEP)
+    assert biases[0] == 0.0 and model.training is False
+    if wanted == "long":
+        # Not too long at the start: the held-out bias is a floor, so it is kept without more draws.
+        assert found.tries[0]["median"] <= target and biases == [0.0] and found.bias == 0.0
+        return
+    # Too long at first: the bias steps up by STEP until one try is not too long, then bisects; never below the start.
+    assert len(biases) == 5 and biases[1] - biases[0] == pytest.approx(STEP) and min(biases) == 0.0
     best = min(found.tries, key=lambda t: abs(t["median"] - target))
     assert found.bias == best["bias"] and found.person_median == target
     # The medians recorded are those generation gives at that bias.
     assert _medians(model, tokenizer, [found.bias])[0] == best["median"]
-    assert model.training is False
 
 
-def test_a_trained_bot_tunes_its_bias_on_its_own_posts_unless_turned_off(home, tiny_llama, posts_file):
+def test_a_trained_bot_tunes_its_bias_on_its_own_posts_unless_turned_off(home, tiny_llama, posts_file, monkeypatch):
     import statistics
 
+    from huggingtweets import bot as bot_module
     from huggingtweets.train import TrainConfig
+
+    # A held-out bias that leaves the bot's posts too long (this tiny bot's own ends them all short).
+    monkeypatch.setattr(bot_module, "end_bias", lambda *args: -LIMIT)
 
     def train(length_posts, out):
         config = TrainConfig(method="lora", max_steps=4, length_posts=length_posts)
@@ -127,7 +133,9 @@ def test_a_trained_bot_tunes_its_bias_on_its_own_posts_unless_turned_off(home, t
     tuned = train(8, home / "tuned").info["generation"]
     calibration = tuned["end_calibration"]
     assert len(calibration["tries"]) > 1 and all(t["bias"] != calibration["tries"][0]["bias"] for t in calibration["tries"][1:])
-    assert calibration["tries"][0]["bias"] == calibration["held_out_bias"]
+    assert calibration["tries"][0]["bias"] == calibration["held_out_bias"] == -LIMIT
+    assert calibration["tries"][0]["median"] > calibration["person_median"]
+    assert min(t["bias"] for t in calibration["tries"]) == calibration["held_out_bias"]  # the floor
     assert tuned["end_bias"] == min(calibration["tries"], key=lambda t: abs(t["median"] - calibration["person_median"]))["bias"]
     from huggingtweets.clean import CleanOptions
     from huggingtweets.corpus import build_corpus
