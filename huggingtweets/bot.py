@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import shutil
+import statistics
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ from .errors import HuggingTweetsError
 from .evaluate import perplexity
 from .generate import GenerateOptions, Partial, Sample, fast_weights, generate, stream
 from .hardware import accelerator
+from .lengths import LengthBias, length_bias
 from .memorisation import CopyChecker
 from .sources import FetchOptions, Progress
 from .train import Listener, TrainConfig, TrainResult, interrupted_run_posts, train_model
@@ -267,8 +269,13 @@ class Bot:
             run_name=corpus.name, progress=progress, data=chosen,
         )
         bot_ppl = math.exp(result.best_eval_loss) if result.best_eval_loss is not None else math.nan
-        # The end marker's odds that make the held-out posts end once each on average (ending.py): generation uses it.
-        bias = distributed.once(lambda: end_bias(result.model, tokenizer, validation_texts, config.block_size))
+        # The end marker's odds that make the held-out posts end once each on average (ending.py), then tuned on the
+        # bot's own posts until their median length is the person's (lengths.py): generation uses it.
+        held_out = distributed.once(lambda: end_bias(result.model, tokenizer, validation_texts, config.block_size))
+        if progress and config.length_posts:
+            progress(f"tuning where posts end: {config.length_posts} posts drawn at each of a few end biases")
+        lengths = distributed.once(lambda: _length_bias(result.model, tokenizer, train_texts, held_out, config))
+        bias = lengths.bias if lengths else held_out
         checker = CopyChecker.from_texts(p.text for p in corpus.posts)
         info = {
             "name": out_dir.name,
@@ -284,7 +291,10 @@ class Bot:
             "adapter": config.method == "lora" and not merged,  # a LoRA adapter over base_model, or whole weights
             "config": asdict(config),
             "clean": chosen["clean"],
-            "generation": {"top_p": 0.95, "temperature": 1.0, "max_new_tokens": 96, "end_bias": bias},
+            "generation": {
+                "top_p": 0.95, "temperature": 1.0, "max_new_tokens": 96, "end_bias": bias,
+                "end_calibration": {"held_out_bias": held_out, **(lengths.to_dict() if lengths else {})},
+            },
             "stopped_early": result.stopped,
             "posts_left_out": left_out,
         }
@@ -371,6 +381,16 @@ class Bot:
     def metrics(self) -> dict[str, Any]:
         metrics = atomic.read_json(self.path / "metrics.json")
         return metrics if isinstance(metrics, dict) else {}  # missing or damaged: the bot generates, with no figures
+
+
+def _length_bias(model: Any, tokenizer: Any, train_texts: list[str], start: float, config: TrainConfig) -> LengthBias | None:
+    """The end bias that gives the bot's posts its training posts' median length (None: turned off, or no posts)."""
+    if not (config.length_posts and train_texts):
+        return None
+    person = statistics.median_high(len(t) for t in train_texts)
+    # As the bot will generate on a CPU with bf16 arithmetic (bf16 weights there), and as fast.
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16" and _device().type == "cpu"):
+        return length_bias(model, tokenizer, person, start, n=config.length_posts)
 
 
 def _round(value: float) -> float | None:

@@ -141,6 +141,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     config = TrainConfig(
         method=a.method, epochs=a.epochs, learning_rate=a.learning_rate, batch_size=a.batch_size, block_size=a.block_size,
         seed=a.seed, max_steps=a.max_steps or -1, lora_rank=a.lora_rank, wandb=a.wandb, compile=a.compile, precision=a.precision,
+        length_posts=a.length_posts,
     )
     config.validate()
     # Under torchrun or accelerate launch every process runs this; the main one reports (distributed.py).
@@ -275,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora-rank", type=_positive(int), default=TrainConfig.lora_rank, help=_help(TrainConfig, "lora_rank"))
     p.add_argument("--compile", choices=get_args(Compile), default=TrainConfig.compile, help=_help(TrainConfig, "compile"))
     p.add_argument("--precision", choices=get_args(Precision), default=TrainConfig.precision, help=_help(TrainConfig, "precision"))
+    p.add_argument("--length-posts", type=int, default=TrainConfig.length_posts, help=_help(TrainConfig, "length_posts"))
     p.add_argument("--min-characters", type=int, default=6000, help="refuse to train on less text than this")
     p.add_argument("--restart", action="store_true", help="discard checkpoints of an interrupted run instead of resuming")
     p.add_argument("--wandb", action="store_true", help=_help(TrainConfig, "wandb"))

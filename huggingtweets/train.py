@@ -83,7 +83,14 @@ class TrainConfig:
         metadata={"help": f"torch.compile the transformer layers (needs a C++ compiler; ~1.1x faster LoRA steps after about a minute, see compiling.py); auto: CPU runs of {MIN_STEPS}+ steps of Llama-family models"},
     )
 
+    length_posts: int = field(
+        default=64,
+        metadata={"help": "after training, posts drawn per try to tune where posts end to the person's median length (lengths.py); 0: held-out posts only"},
+    )
+
     def validate(self) -> None:
+        if self.length_posts < 0:
+            raise HuggingTweetsError(f"length posts must be 0 or more, got {self.length_posts}")
         for name in ("batch_size", "block_size", "lora_rank", "evals_per_epoch"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise HuggingTweetsError(f"{name.replace('_', ' ')} must be positive, got {getattr(self, name)}")
@@ -154,7 +161,8 @@ def run_fingerprint(config: TrainConfig, base: str, train_texts: list[str], vali
     that made bf16 this CPU's default, or with HUGGINGTWEETS_CPU_BF16 changed) and the other way round.
     """
     digest = hashlib.sha256()
-    speed_only = ("wandb", "save_minutes", "fused_loss", "compile", "precision")
+    # length_posts acts after training: checkpoints of a run with another value are the same checkpoints.
+    speed_only = ("wandb", "save_minutes", "fused_loss", "compile", "precision", "length_posts")
     settings = {k: v for k, v in asdict(config).items() if k not in speed_only}
     digest.update(json.dumps([settings, base], sort_keys=True, default=str).encode())
     for text in (*train_texts, "\x00", *validation_texts):

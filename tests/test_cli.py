@@ -101,6 +101,7 @@ def test_bad_numbers_and_commands(capsys, argv, words):
         (["--min-engagement-percentile", "150"], ["percentile", "between 0 and 100"]),
         (["--min-engagement-percentile", "nan"], ["percentile", "between 0 and 100"]),
         (["--seed", "-1"], ["seed", "between 0 and"]),
+        (["--length-posts", "-1"], ["length posts", "0 or more"]),
     ],
 )
 def test_bad_settings_are_refused_before_any_source_is_read(capsys, home, monkeypatch, argv, words):
@@ -202,11 +203,11 @@ def test_train_generate_eval_and_list(capsys, home, files, tiny_llama, tmp_path)
     bot = tmp_path / "bots" / "me"
     code, out, err = run(
         capsys, "train", str(files["enough.txt"]), "--out", str(bot), "--base-model", str(tiny_llama),
-        "--method", "full", "--epochs", "2", "--learning-rate", "3e-3", "--block-size", "64", "--compile", "off", "--precision", "bf16", "--quiet", "--json",
+        "--method", "full", "--epochs", "2", "--learning-rate", "3e-3", "--block-size", "64", "--compile", "off", "--precision", "bf16", "--length-posts", "0", "--quiet", "--json",
     )
     assert code == 0, err
     config = json.loads((bot / "huggingtweets.json").read_text())["config"]
-    assert (config["compile"], config["precision"]) == ("off", "bf16")  # the flags reach the config
+    assert (config["compile"], config["precision"], config["length_posts"]) == ("off", "bf16", 0)  # the flags reach the config
     assert "training (full, bf16, 2 epochs" in err  # and the progress line says how it trains
     result = json.loads(out)
     assert result["bot"] == str(bot) and result["bot_perplexity"] < result["base_perplexity"]

@@ -82,3 +82,67 @@ def test_a_bias_that_is_not_a_finite_number_is_refused(bias):
     with pytest.raises(HuggingTweetsError, match="end bias must be a finite number"):
         GenerateOptions(end_bias=bias).validate()
     GenerateOptions(end_bias=LIMIT).validate()
+
+
+# ------------------------------------------------------------------------ tuned on the bot's own posts (lengths.py)
+
+
+def _medians(model, tokenizer, biases, n=24):
+    import statistics
+
+    return [statistics.median_high(len(s.text) for s in generate(model, tokenizer, GenerateOptions(n=n, seed=0, keep_copies=True, max_new_tokens=40, end_bias=b))) for b in biases]
+
+
+@pytest.mark.parametrize("wanted", ["short", "long"])
+def test_the_length_bias_moves_toward_the_persons_median(tiny_llama, wanted):
+    from huggingtweets.lengths import STEP, length_bias
+
+    model, tokenizer = _load(tiny_llama)
+    low, start, high = _medians(model, tokenizer, [-LIMIT, 0.0, LIMIT])
+    assert high < start and high < low  # the premise: a higher bias ends posts sooner
+    target = (high + 1) if wanted == "short" else start  # the person's posts: short, or as long as the first try
+    options = GenerateOptions(keep_copies=True, max_new_tokens=40)
+    found = length_bias(model, tokenizer, target, start=0.0, n=24, rounds=5, options=options)
+    biases = [t["bias"] for t in found.tries]
+    assert biases[0] == 0.0 and model.training is False
+    if wanted == "long":
+        # Not too long at the start: the held-out bias is a floor, so it is kept without more draws.
+        assert found.tries[0]["median"] <= target and biases == [0.0] and found.bias == 0.0
+        return
+    # Too long at first: the bias steps up by STEP until one try is not too long, then bisects; never below the start.
+    assert len(biases) == 5 and biases[1] - biases[0] == pytest.approx(STEP) and min(biases) == 0.0
+    best = min(found.tries, key=lambda t: abs(t["median"] - target))
+    assert found.bias == best["bias"] and found.person_median == target
+    # The medians recorded are those generation gives at that bias.
+    assert _medians(model, tokenizer, [found.bias])[0] == best["median"]
+
+
+def test_a_trained_bot_tunes_its_bias_on_its_own_posts_unless_turned_off(home, tiny_llama, posts_file, monkeypatch):
+    import statistics
+
+    from huggingtweets import bot as bot_module
+    from huggingtweets.train import TrainConfig
+
+    # A held-out bias that leaves the bot's posts too long (this tiny bot's own ends them all short).
+    monkeypatch.setattr(bot_module, "end_bias", lambda *args: -LIMIT)
+
+    def train(length_posts, out):
+        config = TrainConfig(method="lora", max_steps=4, length_posts=length_posts)
+        return Bot.train(str(posts_file), out, base_model=str(tiny_llama), config=config, min_characters=0, show_progress=False)
+
+    tuned = train(8, home / "tuned").info["generation"]
+    calibration = tuned["end_calibration"]
+    assert len(calibration["tries"]) > 1 and all(t["bias"] != calibration["tries"][0]["bias"] for t in calibration["tries"][1:])
+    assert calibration["tries"][0]["bias"] == calibration["held_out_bias"] == -LIMIT
+    assert calibration["tries"][0]["median"] > calibration["person_median"]
+    assert min(t["bias"] for t in calibration["tries"]) == calibration["held_out_bias"]  # the floor
+    assert tuned["end_bias"] == min(calibration["tries"], key=lambda t: abs(t["median"] - calibration["person_median"]))["bias"]
+    from huggingtweets.clean import CleanOptions
+    from huggingtweets.corpus import build_corpus
+
+    train_texts, _ = build_corpus([str(posts_file)], CleanOptions(), min_characters=0).texts()
+    assert calibration["person_median"] == statistics.median_high(len(t) for t in train_texts)  # the upper middle
+    plain = train(0, home / "plain").info["generation"]
+    assert plain["end_bias"] == plain["end_calibration"]["held_out_bias"] and "tries" not in plain["end_calibration"]
+    with pytest.raises(Exception, match="length posts must be 0 or more"):
+        TrainConfig(length_posts=-1).validate()

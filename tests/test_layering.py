@@ -19,7 +19,7 @@ LAYERS = [
     {"errors", "paths", "atomic", "environment", "quiet", "posts", "hardware", "distributed", "version", "wrappers"},
     {"sources"},
     {"clean", "dataset", "corpus"},
-    {"models", "loss", "compiling", "train", "sampling", "ending", "generate", "evaluate", "memorisation", "card", "bot"},
+    {"models", "loss", "compiling", "train", "sampling", "ending", "lengths", "generate", "evaluate", "memorisation", "card", "bot"},
     {"app", "cli", "demo", "bench", "__main__", ""},
 ]
 
