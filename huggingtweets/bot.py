@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import shutil
-import statistics
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -43,7 +42,7 @@ from .errors import HuggingTweetsError
 from .evaluate import perplexity
 from .generate import GenerateOptions, Partial, Sample, fast_weights, generate, stream
 from .hardware import accelerator
-from .lengths import LengthBias, length_bias
+from .lengths import tune
 from .memorisation import CopyChecker
 from .sources import FetchOptions, Progress
 from .train import Listener, TrainConfig, TrainResult, interrupted_run_posts, train_model
@@ -274,7 +273,8 @@ class Bot:
         held_out = distributed.once(lambda: end_bias(result.model, tokenizer, validation_texts, config.block_size))
         if progress and config.length_posts:
             progress(f"tuning where posts end: {config.length_posts} posts drawn at each of a few end biases")
-        lengths = distributed.once(lambda: _length_bias(result.model, tokenizer, train_texts, held_out, config))
+        cpu_bf16 = config.precision == "bf16" and _device().type == "cpu"
+        lengths = distributed.once(lambda: tune(result.model, tokenizer, train_texts, held_out, config.length_posts, cpu_bf16))
         bias = lengths.bias if lengths else held_out
         checker = CopyChecker.from_texts(p.text for p in corpus.posts)
         info = {
@@ -381,16 +381,6 @@ class Bot:
     def metrics(self) -> dict[str, Any]:
         metrics = atomic.read_json(self.path / "metrics.json")
         return metrics if isinstance(metrics, dict) else {}  # missing or damaged: the bot generates, with no figures
-
-
-def _length_bias(model: Any, tokenizer: Any, train_texts: list[str], start: float, config: TrainConfig) -> LengthBias | None:
-    """The end bias that gives the bot's posts its training posts' median length (None: turned off, or no posts)."""
-    if not (config.length_posts and train_texts):
-        return None
-    person = statistics.median_high(len(t) for t in train_texts)
-    # As the bot will generate on a CPU with bf16 arithmetic (bf16 weights there), and as fast.
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16" and _device().type == "cpu"):
-        return length_bias(model, tokenizer, person, start, n=config.length_posts)
 
 
 def _round(value: float) -> float | None:

@@ -37,6 +37,18 @@ class LengthBias:
         return asdict(self)
 
 
+def tune(model: Any, tokenizer: Any, train_texts: list[str], start: float, n: int = 64, bf16: bool = False) -> LengthBias | None:
+    """`length_bias` aimed at the median length of `train_texts` (the upper middle), drawing under bf16 autocast on
+    a CPU when `bf16` (as the bot will generate there: bf16 weights, and as fast). None: `n` is 0 or no posts."""
+    import torch
+
+    if not (n and train_texts):
+        return None
+    person = statistics.median_high(len(t) for t in train_texts)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        return length_bias(model, tokenizer, person, start, n=n)
+
+
 def length_bias(
     model: Any, tokenizer: Any, person_median: float, start: float = 0.0, n: int = 64, rounds: int = 6,
     options: GenerateOptions | None = None,

@@ -13,6 +13,7 @@ import pytest
 import huggingtweets.bench as bench
 from huggingtweets.bench import SECTIONS, BenchOptions, evenly, flops_per_token, lever_runs, markdown, targets, unpacked
 from huggingtweets.bench import data as bench_data
+from huggingtweets.bench.formatting import fmt
 from huggingtweets.errors import HuggingTweetsError
 from huggingtweets.train import TrainConfig
 from test_bench_keys import key_paths, quick_report_now
@@ -93,6 +94,17 @@ def test_quick_bench_reports_every_section(home, tiny_llama, posts_file, tmp_pat
         assert voice[key] is None or 0 <= voice[key] <= 1, key  # None: no post of the tiny model's has two words
         assert 0 <= voice["person_sample"][key] <= 1, key  # the test posts have 4 to 20 words
 
+    # The bot's draws carry the end bias tuned on its own posts, never below the held-out one; the lever's arms are the
+    # same draw at no bias and at the held-out bias.
+    calibration = report["end_calibration"]
+    assert math.isfinite(calibration["held_out_bias"]) and calibration["bias"] >= calibration["held_out_bias"]
+    assert calibration["tries"][0]["bias"] == pytest.approx(calibration["held_out_bias"], abs=1e-4)
+    assert calibration["person_median"] == race_train[len(race_train) // 2]  # the upper middle (race_train is sorted)
+    assert gen["end_bias"] == voice["end_bias"] == calibration["bias"]
+    arms = voice["arms"]
+    assert [a["end_bias"] for a in arms.values()] == [0.0, calibration["held_out_bias"]]
+    assert all(a["posts"] == voice["posts"] and 0 <= a["ended_share"] <= 1 for a in arms.values())
+
     for key in ("full_training_rss_bytes", "lora_training_rss_bytes", "generation_rss_bytes"):
         assert isinstance(report["memory"][key], int) and report["memory"][key] > 10_000_000, key
 
@@ -116,7 +128,8 @@ def test_quick_bench_reports_every_section(home, tiny_llama, posts_file, tmp_pat
     assert "| section | measure | value | target | result |" in printed
     assert "| arm | step |" in printed  # the race table
     assert f"post length, median characters: bot (share ended before the token limit) / training posts | {gen['batched']['median_characters']}" in printed
-    assert "| voice | median characters, bot / training posts (ratio) |" in printed
+    assert f"| voice | median characters, bot / training posts (ratio), end bias {fmt(calibration['bias'])} (tuned, lengths.py) |" in printed
+    assert "| voice | lever: end bias 0, as learnt (0): length ratio / ended |" in printed
     assert "| voice | bot posts ended before the token limit (4 posts) |" in printed
     assert markdown(report) in printed  # the README can paste what markdown() returns
 

@@ -83,10 +83,17 @@ VOICE = {**VARIETY, **dict.fromkeys(("median_characters", "person_median_charact
 GPU_OPTIONS = ("gpu_matmul_size", "gpu_budget_s")
 
 
+# Issue 22's end bias: tuned on the race bot's posts, applied to its draws, and the lever's other two arms.
+CALIBRATION = {**dict.fromkeys(("held_out_bias", "bias", "person_median")), "tries": [dict.fromkeys(("bias", "median", "ended"))]}
+ARM = {"end_bias": None, **VOICE}
+
+
 def quick_report_now() -> dict[str, Any]:
     """The report before the split, with what issues 21 and 22 added."""
-    report = {**quick_report_before(), "voice": VOICE}
-    report["options"] = {**report["options"], **dict.fromkeys(GPU_OPTIONS)}
+    report = {**quick_report_before(), "end_calibration": CALIBRATION,
+              "voice": {**VOICE, "end_bias": None, "arms": {"as learnt (0)": ARM, "held-out calibration": ARM}}}
+    report["options"] = {**report["options"], **dict.fromkeys((*GPU_OPTIONS, "length_posts"))}
+    report["generation"] = {**report["generation"], "end_bias": None}
     return report
 
 

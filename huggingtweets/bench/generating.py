@@ -22,13 +22,15 @@ class Draws:
     new: int
     fast: bool
     temperature: float
+    end_bias: float = 0.0  # the bot's own (huggingtweets.json "end_bias"): what `Bot.generate` adds to the end marker
 
     def draw(self, n: int, batch: int, seed: int, keep_copies: bool = True, attempts: int | None = None) -> tuple[list[Any], float]:
         from ..generate import GenerateOptions, generate
 
         # generate() draws one batch per attempt: as many attempts as batches, unless the defaults are being measured.
         options = GenerateOptions(n=n, batch_size=batch, max_new_tokens=self.new, seed=seed, keep_copies=keep_copies,
-                                  attempts=attempts or math.ceil(n / batch), fast_sampling=self.fast, temperature=self.temperature)
+                                  attempts=attempts or math.ceil(n / batch), fast_sampling=self.fast, temperature=self.temperature,
+                                  end_bias=self.end_bias)
         start = time.perf_counter()
         samples = generate(self.model, self.tokenizer, options, self.checker)
         return samples, time.perf_counter() - start
@@ -44,7 +46,8 @@ def generation(spec: dict[str, Any]) -> dict[str, Any]:
     """Child: posts/s at batch 1 and batched, time to first streamed text, memorisation before and after the filter.
 
     spec: model, max_new_tokens, batch1_posts, batched_posts, batch_size, stream_repeats, memorisation_samples,
-    train_texts, [use_cache, int8, fast_sampling, temperature, one_call_posts, fast_weights].
+    train_texts, [use_cache, int8, fast_sampling, temperature, one_call_posts, fast_weights, end_bias, end_bias_arms].
+    end_bias_arms: {name: bias}, the batched draw again at each (the end-bias lever), its voice in out["voice_arms"].
     """
     from ..generate import GenerateOptions, generate
     from ..memorisation import CopyChecker
@@ -52,9 +55,9 @@ def generation(spec: dict[str, Any]) -> dict[str, Any]:
     model, tokenizer = _load(spec)
     train_texts = spec.get("train_texts") or []
     draws = Draws(model, tokenizer, CopyChecker.from_texts(train_texts), int(spec.get("max_new_tokens", 96)),
-                  bool(spec.get("fast_sampling", True)), float(spec.get("temperature", 1.0)))
+                  bool(spec.get("fast_sampling", True)), float(spec.get("temperature", 1.0)), float(spec.get("end_bias", 0.0)))
     out: dict[str, Any] = {"max_new_tokens": draws.new, "use_cache": spec.get("use_cache", True), "int8": bool(spec.get("int8")),
-                           "fast_sampling": draws.fast, "temperature": draws.temperature,
+                           "fast_sampling": draws.fast, "temperature": draws.temperature, "end_bias": draws.end_bias,
                            "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
     if spec.get("validation"):
         from ..evaluate import perplexity
@@ -78,7 +81,16 @@ def generation(spec: dict[str, Any]) -> dict[str, Any]:
         out["memorisation"] = _memorisation(draws, int(spec["memorisation_samples"]), batch, batched)
     if batched and train_texts:
         out["voice"] = voice([s.text for s in batched], [s.ended for s in batched], train_texts)
+        out["voice_arms"] = {name: _voice_at(draws, float(bias), len(batched), batch, train_texts)
+                             for name, bias in (spec.get("end_bias_arms") or {}).items()}
     return out
+
+
+def _voice_at(draws: Draws, bias: float, n: int, batch: int, train_texts: list[str]) -> dict[str, Any]:
+    """The batched draw (same seed) at another end bias: what that lever does to length and endings."""
+    at = Draws(draws.model, draws.tokenizer, draws.checker, draws.new, draws.fast, draws.temperature, bias)
+    samples, _ = at.draw(n, batch, seed=1)
+    return {"end_bias": bias, **voice([s.text for s in samples], [s.ended for s in samples], train_texts)}
 
 
 def _load(spec: dict[str, Any]) -> tuple[Any, Any]:

@@ -37,6 +37,7 @@ class BenchOptions:
     generation_batch: int = 64
     stream_repeats: int = 3
     memorisation_samples: int = 50
+    length_posts: int = 64  # posts per try when tuning the race bot's end bias, as TrainConfig.length_posts
     lever_steps: int = 6
     gpu_posts: int = 3200
     gpu_matmul_size: int = 8192  # a GPU needs a bigger matmul than a CPU to reach its peak
@@ -51,6 +52,7 @@ class BenchOptions:
         settings: dict[str, Any] = dict(
             quick=True, matmul_repeats=3, throughput_steps=1, race_posts=8, race_validation_posts=8, quality_posts=8,
             evals_per_epoch=1, batch1_posts=1, batched_posts=16, generation_batch=16, stream_repeats=1, memorisation_samples=16,
+            length_posts=16,
         )
         return cls(**{**settings, **overrides})
 

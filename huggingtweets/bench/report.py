@@ -257,7 +257,7 @@ def _voice_rows(table: _Table, report: dict[str, Any]) -> None:
     if not v:
         return
     person = v.get("person_sample") or {}
-    table.row("voice", "median characters, bot / training posts (ratio)",
+    table.row("voice", f"median characters, bot / training posts (ratio), end bias {fmt(v.get('end_bias'))} (tuned, lengths.py)",
               f"{fmt(v.get('median_characters'))} / {fmt(v.get('person_median_characters'))} ({fmt(v.get('length_ratio'))})",
               *table.verdict("voice_length"))
     table.row("voice", f"bot posts ended before the token limit ({v.get('posts')} posts)", pct(v.get("ended_share")),
@@ -268,6 +268,9 @@ def _voice_rows(table: _Table, report: dict[str, Any]) -> None:
     table.row("voice", "posts repeating a word 4-gram / exact duplicates in the batch (the person's)",
               f"{pct(v.get('repeated_4gram_share'))} / {pct(v.get('duplicate_share'))} "
               f"({pct(person.get('repeated_4gram_share'))} / {pct(person.get('duplicate_share'))})")
+    for name, arm in (v.get("arms") or {}).items():  # the end-bias lever: the same draw at other biases
+        table.row("voice", f"lever: end bias {fmt(arm.get('end_bias'))}, {name}: length ratio / ended",
+                  f"{fmt(arm.get('length_ratio'))} / {pct(arm.get('ended_share'))}")
 
 
 def _gpu_rows(table: _Table, report: dict[str, Any]) -> None:

@@ -86,10 +86,13 @@ def race_and_bot(section: dict[str, Any], report: dict[str, Any], options: Bench
         reference, trained = race_arm("reference", reference_config(evals), options.base_model, data.race_train, data.race_validation)
         del trained
     say(f"  default settings on {len(data.race_train)} posts")
-    default, bot = race_arm("default", default_config(evals), options.base_model, data.race_train, data.race_validation)
+    config = default_config(evals)
+    default, bot = race_arm("default", config, options.base_model, data.race_train, data.race_validation)
     bot = bot.merge_and_unload() if is_peft(bot) else bot
     bot.eval()
     bot_ppl = perplexity(bot, tokenizer, data.quality)
+    say(f"  where its posts end: held-out calibration, then {options.length_posts} posts per try")
+    report["end_calibration"] = calibrate(bot, tokenizer, data, config, options.length_posts)
     bot.save_pretrained(bot_dir)  # for the generation process
     tokenizer.save_pretrained(bot_dir)
     del bot
@@ -109,17 +112,33 @@ def race_and_bot(section: dict[str, Any], report: dict[str, Any], options: Bench
     }
 
 
+def calibrate(bot: Any, tokenizer: Any, data: Data, config: Any, n: int) -> dict[str, Any]:
+    """The end bias as `Bot.train_corpus` sets it: held out (ending.py), then tuned on the bot's posts (lengths.py)."""
+    from ..ending import end_bias
+    from ..lengths import tune
+
+    held_out = end_bias(bot, tokenizer, data.race_validation, config.block_size)
+    found = tune(bot, tokenizer, data.race_train, held_out, n, bf16=config.precision == "bf16")
+    return {"held_out_bias": held_out, "bias": found.bias if found else held_out, **(found.to_dict() if found else {})}
+
+
 def generation_section(section: dict[str, Any], report: dict[str, Any], options: BenchOptions, data: Data, bot_dir: str, say: Say) -> None:
     """The bot's generation in a child; its memorisation goes to report["quality"] and its voice to report["voice"]."""
     # The batched draw; the full section adds batch 1, streaming and memorisation to it.
+    calibration = report.get("end_calibration") or {}
     draw = {"model": bot_dir, "max_new_tokens": 96, "batched_posts": options.batched_posts,
-            "batch_size": options.generation_batch, "train_texts": data.race_train}
+            "batch_size": options.generation_batch, "train_texts": data.race_train, "end_bias": calibration.get("bias", 0.0)}
+    # The end-bias lever (issue 22): the same draw with no bias and with the held-out one, beside the tuned one.
+    arms = {"as learnt (0)": 0.0, "held-out calibration": calibration["held_out_bias"]} if calibration else {}
     section.update(in_child("generation", {
         **draw, "batch1_posts": options.batch1_posts, "one_call_posts": 0 if options.quick else options.batched_posts,
-        "stream_repeats": options.stream_repeats, "memorisation_samples": options.memorisation_samples,
+        "stream_repeats": options.stream_repeats, "memorisation_samples": options.memorisation_samples, "end_bias_arms": arms,
     }, options.child_timeout_s))
     report.setdefault("quality", {})["memorisation"] = section.pop("memorisation", None)
     report["voice"] = section.pop("voice", None)
+    if report["voice"] is not None:
+        report["voice"]["end_bias"] = draw["end_bias"]
+        report["voice"]["arms"] = section.pop("voice_arms", {})
     if section.get("dtype") == "bfloat16":
         say("  the same batched draw with float32 weights, the baseline")
         baseline = in_child("generation", {**draw, "fast_weights": False}, options.child_timeout_s)
