@@ -257,7 +257,9 @@ def _voice_rows(table: _Table, report: dict[str, Any]) -> None:
     if not v:
         return
     person = v.get("person_sample") or {}
-    table.row("voice", f"median characters, bot / training posts (ratio), end bias {fmt(v.get('end_bias'))} (tuned, lengths.py)",
+    if v.get("end_bias") is not None:
+        table.row("voice", "end bias of the draws (held out, then tuned on the bot's posts: lengths.py)", fmt(v["end_bias"]))
+    table.row("voice", "median characters, bot / training posts (ratio)",
               f"{fmt(v.get('median_characters'))} / {fmt(v.get('person_median_characters'))} ({fmt(v.get('length_ratio'))})",
               *table.verdict("voice_length"))
     table.row("voice", f"bot posts ended before the token limit ({v.get('posts')} posts)", pct(v.get("ended_share")),
