@@ -26,7 +26,7 @@ import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -207,57 +207,22 @@ class Bot:
             progress = None  # one process of several (torchrun, accelerate): the main one reports
         out_dir = Path(out).expanduser() if out else paths.bots_dir() / corpus.name
         check_replaceable(out_dir)  # before training, not after an hour of it
-        train_texts, validation_texts = corpus.texts()
-
-        # The starting point: a base model, or an existing bot to continue training.
-        if base_model and is_bot_folder(base_model):
-            prior = cls.load(base_model, trainable=True)
-            model, tokenizer = prior.model, prior.tokenizer
-            if is_peft(model) and config.method != "full":
-                config = replace(config, method="lora")  # its adapters go on training, over the base they were trained on
-                base_spec = prior.info.get("base_model")
-            else:
-                # All weights from here on (a LoRA bot's adapters merged into them): this bot is the base.
-                if is_peft(model):
-                    model = model.merge_and_unload().requires_grad_(True)  # peft froze the base weights
-                base_spec = str(Path(base_model).expanduser().resolve())
-            continued_from = prior.info.get("name")
-            continued_created = prior.info.get("created")
-        else:
-            if progress:
-                progress(f"loading base model {models.describe(base_model)}")
-            with distributed.main_first():  # the embedded model is converted once, by the main process
-                model, tokenizer = models.load_base(base_model)
-            base_spec = models.DEFAULT_BASE if models.is_default(base_model) else _local_or_hub(str(base_model))
-            continued_from = continued_created = None
-        config = config.resolved()  # after the starting point, which can decide the method
+        start = _starting_point(cls, base_model, config, progress)
+        config = start.config.resolved()  # after the starting point, which can decide the method
         # New adapters over another bot's weights are saved merged into them: an adapter-only folder would need that
         # bot's folder forever, and would replace it when saved under the same name.
-        merged = config.method == "lora" and not is_peft(model) and is_bot_folder(base_spec)
+        merged = config.method == "lora" and not is_peft(start.model) and is_bot_folder(start.base_spec)
         # Their checkpoints hold only the adapters, which fit the weights they were trained over: a run resumes only
         # over the same weights, which the base bot's creation time tells apart (a stop saved in its place changes them).
-        run_base = f"{base_spec}@{continued_created}" if merged else str(base_spec)
-        in_place = merged and out_dir.resolve() == Path(str(base_spec)).resolve()
+        run_base = f"{start.base_spec}@{start.continued_created}" if merged else str(start.base_spec)
+        in_place = merged and out_dir.resolve() == Path(str(start.base_spec)).resolve()
+        model, tokenizer = start.model, start.tokenizer
         markers(tokenizer)  # fails early, clearly, for a tokenizer without an end token
 
         work_dir = out_dir.parent / f".{out_dir.name}.training"
         chosen = {"clean": asdict(corpus.options), "sources": sorted(a.source for a in corpus.accounts)}
-        left_out = 0  # posts of the corpus the run does not train on: it resumed on the posts it started with
-        # Decided once, by the process that writes the work folder, so that every process trains on the same posts.
-        kept = None if restart else distributed.once(
-            lambda: interrupted_run_posts(work_dir, config, run_base, train_texts, validation_texts, chosen)
-        )
-        if kept:
-            left_out = len(set(train_texts) | set(validation_texts)) - len(set(kept[0]) | set(kept[1]))
-            if left_out and progress:
-                progress(f"resuming the interrupted run on the posts it started with ({left_out} fetched since left out; --restart trains on all)")
-            train_texts, validation_texts = kept
-        # In the arithmetic the run evaluates the bot in (the Trainer's evaluation runs under its autocast): like for like.
-        def base_perplexity() -> float:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16" and _device().type == "cpu"):
-                return perplexity(model, tokenizer, validation_texts, config.block_size, config.batch_size) if validation_texts else math.nan
-
-        base_ppl = distributed.once(base_perplexity)
+        train_texts, validation_texts, left_out = _run_posts(corpus, work_dir, config, run_base, chosen, restart, progress)
+        base_ppl = distributed.once(lambda: _base_perplexity(model, tokenizer, validation_texts, config))
         if stop is not None and stop.is_set():  # pressed while the model loaded and was measured: nothing to keep yet
             raise HuggingTweetsError("stopped before the first training step: nothing was trained or saved")
         if progress:
@@ -267,50 +232,12 @@ class Bot:
             base=run_base, restart=restart, listener=listener, stop=stop, show_progress=show_progress,
             run_name=corpus.name, progress=progress, data=chosen,
         )
-        bot_ppl = math.exp(result.best_eval_loss) if result.best_eval_loss is not None else math.nan
-        # The end marker's odds that make the held-out posts end once each on average (ending.py), then tuned on the
-        # bot's own posts until their median length is the person's (lengths.py): generation uses it.
-        held_out = distributed.once(lambda: end_bias(result.model, tokenizer, validation_texts, config.block_size))
-        if progress and config.length_posts:
-            progress(f"tuning where posts end: {config.length_posts} posts drawn at each of a few end biases")
-        cpu_bf16 = config.precision == "bf16" and _device().type == "cpu"
-        lengths = distributed.once(lambda: tune(result.model, tokenizer, train_texts, held_out, config.length_posts, cpu_bf16))
-        bias = lengths.bias if lengths else held_out
+        generation = _generation_settings(result.model, tokenizer, train_texts, validation_texts, config, progress)
+        info = _info(out_dir.name, corpus, start, config, merged, chosen["clean"], generation, result.stopped, left_out)
         checker = CopyChecker.from_texts(p.text for p in corpus.posts)
-        info = {
-            "name": out_dir.name,
-            "huggingtweets_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "accounts": [a.name for a in corpus.accounts],
-            # Sources as given, but files by name only: a bot folder should not reveal local paths.
-            "sources": [a.source if not Path(a.source).exists() else Path(a.source).name for a in corpus.accounts],
-            "base_model": base_spec,
-            "base_model_description": models.describe(base_spec),
-            "continued_from": continued_from,
-            "method": config.method,
-            "adapter": config.method == "lora" and not merged,  # a LoRA adapter over base_model, or whole weights
-            "config": asdict(config),
-            "clean": chosen["clean"],
-            "generation": {
-                "top_p": 0.95, "temperature": 1.0, "max_new_tokens": 96, "end_bias": bias,
-                "end_calibration": {"held_out_bias": held_out, **(lengths.to_dict() if lengths else {})},
-            },
-            "stopped_early": result.stopped,
-            "posts_left_out": left_out,
-        }
-        metrics = {
-            "history": result.history,
-            "base_perplexity": _round(base_ppl),
-            "bot_perplexity": _round(bot_ppl),
-            "best_validation_loss": result.best_eval_loss,
-            "steps": result.steps,
-            "seconds": result.seconds,
-            "resumed_from_step": int(result.resumed_from.rsplit("-", 1)[1]) if result.resumed_from else None,
-            "data": result.train_stats,
-        }
         bot = cls(out_dir, result.model.merge_and_unload() if merged else result.model, tokenizer, info, checker)
         if distributed.is_main():
-            bot._save(out_dir, corpus, metrics)
+            bot._save(out_dir, corpus, _metrics(result, base_ppl))
             if not result.stopped or in_place:
                 # Finished: checkpoints are no longer needed. Stopped in place: they were for the weights just replaced.
                 shutil.rmtree(work_dir, ignore_errors=True)
@@ -381,6 +308,132 @@ class Bot:
     def metrics(self) -> dict[str, Any]:
         metrics = atomic.read_json(self.path / "metrics.json")
         return metrics if isinstance(metrics, dict) else {}  # missing or damaged: the bot generates, with no figures
+
+
+@dataclass
+class _Start:
+    """Where a training run starts: the weights, and what the bot folder will say it was trained from."""
+
+    model: Any
+    tokenizer: Any
+    config: TrainConfig
+    base_spec: str
+    continued_from: str | None = None
+    continued_created: str | None = None
+
+
+def _starting_point(cls: type[Bot], base_model: str | None, config: TrainConfig, progress: Progress | None) -> _Start:
+    """A base model, or an existing bot to continue training (its adapters go on, or its merged weights are the base)."""
+    if not (base_model and is_bot_folder(base_model)):
+        if progress:
+            progress(f"loading base model {models.describe(base_model)}")
+        with distributed.main_first():  # the embedded model is converted once, by the main process
+            model, tokenizer = models.load_base(base_model)
+        base_spec = models.DEFAULT_BASE if models.is_default(base_model) else _local_or_hub(str(base_model))
+        return _Start(model, tokenizer, config, base_spec)
+    prior = cls.load(base_model, trainable=True)
+    model = prior.model
+    if is_peft(model) and config.method != "full":
+        config = replace(config, method="lora")  # its adapters go on training, over the base they were trained on
+        base_spec = prior.info.get("base_model")
+    else:
+        # All weights from here on (a LoRA bot's adapters merged into them): this bot is the base.
+        if is_peft(model):
+            model = model.merge_and_unload().requires_grad_(True)  # peft froze the base weights
+        base_spec = str(Path(base_model).expanduser().resolve())
+    return _Start(model, prior.tokenizer, config, base_spec, prior.info.get("name"), prior.info.get("created"))
+
+
+def _run_posts(
+    corpus: Corpus, work_dir: Path, config: TrainConfig, run_base: str, chosen: dict[str, Any], restart: bool,
+    progress: Progress | None,
+) -> tuple[list[str], list[str], int]:
+    """The posts to train and validate on, and how many of the corpus's are left out.
+
+    An interrupted run resumes on the posts it started with, so posts fetched since are left out until --restart.
+    """
+    train_texts, validation_texts = corpus.texts()
+    # Decided once, by the process that writes the work folder, so that every process trains on the same posts.
+    kept = None if restart else distributed.once(
+        lambda: interrupted_run_posts(work_dir, config, run_base, train_texts, validation_texts, chosen)
+    )
+    if not kept:
+        return train_texts, validation_texts, 0
+    left_out = len(set(train_texts) | set(validation_texts)) - len(set(kept[0]) | set(kept[1]))
+    if left_out and progress:
+        progress(f"resuming the interrupted run on the posts it started with ({left_out} fetched since left out; --restart trains on all)")
+    return kept[0], kept[1], left_out
+
+
+def _cpu_bf16(config: TrainConfig) -> bool:
+    return config.precision == "bf16" and _device().type == "cpu"
+
+
+def _base_perplexity(model: Any, tokenizer: Any, validation_texts: list[str], config: TrainConfig) -> float:
+    # In the arithmetic the run evaluates the bot in (the Trainer's evaluation runs under its autocast): like for like.
+    if not validation_texts:
+        return math.nan
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=_cpu_bf16(config)):
+        return perplexity(model, tokenizer, validation_texts, config.block_size, config.batch_size)
+
+
+def _generation_settings(
+    model: Any, tokenizer: Any, train_texts: list[str], validation_texts: list[str], config: TrainConfig,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    """The bot's sampling defaults, with its end bias.
+
+    The end marker's odds that make the held-out posts end once each on average (ending.py), then tuned on the
+    bot's own posts until their median length is the person's (lengths.py).
+    """
+    held_out = distributed.once(lambda: end_bias(model, tokenizer, validation_texts, config.block_size))
+    if progress and config.length_posts:
+        progress(f"tuning where posts end: {config.length_posts} posts drawn at each of a few end biases")
+    lengths = distributed.once(lambda: tune(model, tokenizer, train_texts, held_out, config.length_posts, _cpu_bf16(config)))
+    return {
+        "top_p": 0.95, "temperature": 1.0, "max_new_tokens": 96, "end_bias": lengths.bias if lengths else held_out,
+        "end_calibration": {"held_out_bias": held_out, **(lengths.to_dict() if lengths else {})},
+    }
+
+
+def _info(
+    name: str, corpus: Corpus, start: _Start, config: TrainConfig, merged: bool, clean: dict[str, Any],
+    generation: dict[str, Any], stopped: bool, left_out: int,
+) -> dict[str, Any]:
+    """huggingtweets.json: what the bot was trained from and how, with nothing secret and no local paths."""
+    return {
+        "name": name,
+        "huggingtweets_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "accounts": [a.name for a in corpus.accounts],
+        # Sources as given, but files by name only: a bot folder should not reveal local paths.
+        "sources": [a.source if not Path(a.source).exists() else Path(a.source).name for a in corpus.accounts],
+        "base_model": start.base_spec,
+        "base_model_description": models.describe(start.base_spec),
+        "continued_from": start.continued_from,
+        "method": config.method,
+        "adapter": config.method == "lora" and not merged,  # a LoRA adapter over base_model, or whole weights
+        "config": asdict(config),
+        "clean": clean,
+        "generation": generation,
+        "stopped_early": stopped,
+        "posts_left_out": left_out,
+    }
+
+
+def _metrics(result: TrainResult, base_ppl: float) -> dict[str, Any]:
+    """metrics.json: the run's history and the perplexity of the held-out posts, base vs bot."""
+    bot_ppl = math.exp(result.best_eval_loss) if result.best_eval_loss is not None else math.nan
+    return {
+        "history": result.history,
+        "base_perplexity": _round(base_ppl),
+        "bot_perplexity": _round(bot_ppl),
+        "best_validation_loss": result.best_eval_loss,
+        "steps": result.steps,
+        "seconds": result.seconds,
+        "resumed_from_step": int(result.resumed_from.rsplit("-", 1)[1]) if result.resumed_from else None,
+        "data": result.train_stats,
+    }
 
 
 def _round(value: float) -> float | None:

@@ -21,26 +21,39 @@ def _left_out(info: dict[str, Any]) -> str:
     return f" {n} posts fetched after training began are counted above but were not trained on: the run resumed on the posts it started with." if n else ""
 
 
-def render(info: dict[str, Any], metrics: dict[str, Any], counts_table: str) -> str:
-    accounts = ", ".join(info.get("accounts", [])) or "unknown"
-    config = info.get("config", {})
-    name = info.get("name", "bot")
-    lora = info.get("method") == "lora"
-    adapter = info.get("adapter", lora)  # False: LoRA merged into the weights of the bot it continued
-    use_transformers = (
-        f"""```python
+def _use_transformers(name: str, adapter: bool) -> str:
+    """How to load the bot without huggingtweets: an adapter needs peft and its base model; whole weights only transformers."""
+    if adapter:
+        return f"""```python
 from peft import AutoPeftModelForCausalLM
 from transformers import AutoTokenizer
 model = AutoPeftModelForCausalLM.from_pretrained("{name}")   # downloads the base model named in adapter_config.json
 tokenizer = AutoTokenizer.from_pretrained("{name}")
 ```"""
-        if adapter
-        else f"""```python
+    return f"""```python
 from transformers import pipeline
 generator = pipeline("text-generation", model="{name}")
 print(generator(generator.tokenizer.bos_token, do_sample=True, top_p=0.95, max_new_tokens=96))
 ```"""
+
+
+def _training(info: dict[str, Any], metrics: dict[str, Any], adapter: bool) -> str:
+    config = info.get("config", {})
+    method = (
+        "LoRA (rank " + str(config.get("lora_rank")) + ", all linear layers" + ("" if adapter else ", merged into the weights") + ")"
+        if info.get("method") == "lora"
+        else "full fine-tune"
     )
+    return f"""- Base model: {info.get("base_model_description", info.get("base_model"))}
+- Method: {method}
+- Epochs: {config.get("epochs")}, learning rate {config.get("learning_rate")}, cosine schedule, batch {config.get("batch_size")} blocks of {config.get("block_size")} tokens, seed {config.get("seed")}, {config.get("precision")}
+- Steps: {metrics.get("steps")}, {metrics.get("seconds")} s{", stopped early on request" if info.get("stopped_early") else ""}"""
+
+
+def render(info: dict[str, Any], metrics: dict[str, Any], counts_table: str) -> str:
+    accounts = ", ".join(info.get("accounts", [])) or "unknown"
+    name = info.get("name", "bot")
+    adapter = info.get("adapter", info.get("method") == "lora")  # False: LoRA merged into the weights of the bot it continued
     return f"""---
 tags:
 - huggingtweets
@@ -64,10 +77,7 @@ The newest {int(100 * 0.1)}% of each account's posts were held out for validatio
 
 ## Training
 
-- Base model: {info.get("base_model_description", info.get("base_model"))}
-- Method: {"LoRA (rank " + str(config.get("lora_rank")) + ", all linear layers" + ("" if adapter else ", merged into the weights") + ")" if lora else "full fine-tune"}
-- Epochs: {config.get("epochs")}, learning rate {config.get("learning_rate")}, cosine schedule, batch {config.get("batch_size")} blocks of {config.get("block_size")} tokens, seed {config.get("seed")}, {config.get("precision")}
-- Steps: {metrics.get("steps")}, {metrics.get("seconds")} s{", stopped early on request" if info.get("stopped_early") else ""}
+{_training(info, metrics, adapter)}
 
 ## Results
 
@@ -88,7 +98,7 @@ for post in bot.generate(n=5, prompt="I think"):
 
 With transformers (each post starts after the tokenizer's start token and ends at its end token):
 
-{use_transformers}
+{_use_transformers(name, adapter)}
 
 ## Limitations and bias
 

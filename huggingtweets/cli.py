@@ -248,19 +248,18 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return demo(a)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .compiling import Compile
-    from .generate import MAX_POSTS, GenerateOptions
-    from .train import Precision, TrainConfig
-
-    parser = Parser(prog="huggingtweets", description="Fine-tune a language model on public posts and generate new, AI-labelled ones.")
-    parser.add_argument("--version", action="version", version=f"huggingtweets {__import__('huggingtweets').__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-
+def _add_fetch(sub: Any) -> None:
+    """fetch SOURCE...: posts as JSONL."""
     p = sub.add_parser("fetch", help="read or download posts and write them as JSONL")
     _add_source_options(p)
     p.add_argument("--out", help="JSONL file to write (default: stdout)")
     p.set_defaults(run=cmd_fetch)
+
+
+def _add_train(sub: Any) -> None:
+    """train SOURCE...: the options mirror TrainConfig's fields."""
+    from .compiling import Compile
+    from .train import Precision, TrainConfig
 
     p = sub.add_parser("train", help="fine-tune a bot on the posts of one or more sources")
     _add_source_options(p)
@@ -284,6 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=cmd_train)
 
+
+def _add_generate(sub: Any) -> None:
+    """generate BOT: the options mirror GenerateOptions' fields."""
+    from .generate import MAX_POSTS, GenerateOptions
+
     p = sub.add_parser("generate", help="generate posts with a bot")
     p.add_argument("bot", help="bot folder")
     p.add_argument("--prompt", default="", help=_help(GenerateOptions, "prompt"))
@@ -297,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON array of {text, copied, ...}")
     p.set_defaults(run=cmd_generate)
 
+
+def _add_eval(sub: Any) -> None:
+    """eval BOT SOURCE...."""
+    from .generate import MAX_POSTS
+
     p = sub.add_parser("eval", help="perplexity of a bot and its base on posts, and its memorisation rate")
     p.add_argument("bot", help="bot folder")
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="held-out posts (any source)")
@@ -305,16 +314,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_eval)
 
+
+def _add_bots(sub: Any) -> None:
+    """bots: the trained bots."""
     p = sub.add_parser("bots", help="list trained bots")
     p.add_argument("--folder", default=None, help="where to look (default: ~/.huggingtweets/bots)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_bots)
 
+
+def _add_demo(sub: Any) -> None:
+    """demo: the Voilà app."""
     p = sub.add_parser("demo", help="open the web demo (Voilà)")
     p.add_argument("--port", type=int, default=8866)
     p.add_argument("--no-browser", action="store_true")
     p.set_defaults(run=cmd_demo)
 
+
+def _add_bench(sub: Any) -> None:
+    """bench: the benchmark (huggingtweets.bench)."""
     p = sub.add_parser("bench", help="measure speed, memory and quality (see benchmarks/)")
     p.add_argument("--data", default=None, help="source to benchmark on (default: the real archive in ../shared)")
     p.add_argument("--base-model", default=None)
@@ -324,6 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--levers-only", action="store_true", help="measure only the levers")
     p.add_argument("--gpu", action="store_true", help="only the GPU check (issue 21; one line and exit 0 without a CUDA GPU)")
     p.set_defaults(run=lambda a: __import__("huggingtweets.bench", fromlist=["main"]).main(a))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="huggingtweets", description="Fine-tune a language model on public posts and generate new, AI-labelled ones.")
+    parser.add_argument("--version", action="version", version=f"huggingtweets {__import__('huggingtweets').__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for add in (_add_fetch, _add_train, _add_generate, _add_eval, _add_bots, _add_demo, _add_bench):
+        add(sub)
     return parser
 
 

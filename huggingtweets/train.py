@@ -432,8 +432,6 @@ def train_model(
 
     `data` (JSON-able) says how the texts were chosen; it is kept with the checkpoints for `interrupted_run_posts`.
     """
-    from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, default_data_collator
-
     config.validate()
     if config.epochs is None or config.method == "auto" or config.learning_rate is None or config.batch_size is None:
         config = config.resolved()
@@ -450,6 +448,29 @@ def train_model(
     if resume:
         log.info("resuming from %s", resume)
 
+    model = _for_method(model, config)
+
+    # Each of several processes takes its share of every step's batch: a step covers batch_size blocks per process.
+    per_epoch = steps_per_epoch(len(train_data), config.batch_size * distributed.world_size())
+    every = max(1, math.ceil(per_epoch / config.evals_per_epoch))
+    checks = eval_data is not None and len(eval_data) > 0
+    if config.wandb:
+        _wandb_environment()
+    args = _training_arguments(config, work_dir, run_name, every, checks, device == "cpu", show_progress)
+    relay = _Relay(listener, stop, train_data.trained_tokens / max(1, per_epoch), config.save_minutes * 60)
+    trainer = _trainer(model, args, train_data, eval_data if checks else None, config, relay, show_progress)
+    planned = config.max_steps if config.max_steps > 0 else math.ceil(float(config.epochs or 1) * per_epoch)
+    done = int(resume.rsplit("-", 1)[1]) if resume else 0  # Trainer's checkpoint-N
+    # Several processes wrap the model in DDP, which compiled layers are not tested under: they run eager.
+    use_compile = distributed.world_size() == 1 and compile_wanted(config.compile, planned - done, gpu, getattr(model.config, "model_type", None))
+    if use_compile and progress:
+        progress("compiling the transformer layers first (torch.compile): the first steps take a minute or two longer")
+    output = _run(trainer, model, config, resume, use_compile, gpu)
+    return _result(trainer, output, config, relay, resume, train_data, len(validation_texts), per_epoch, use_compile)
+
+
+def _for_method(model: Any, config: TrainConfig) -> Any:
+    """The model ready to train by `config.method`: LoRA adapters added unless it has them; full training refuses an adapter."""
     if config.method == "lora" and not is_peft(model):
         from transformers import set_seed
 
@@ -458,14 +479,35 @@ def train_model(
     elif config.method == "full" and is_peft(model):
         raise HuggingTweetsError("this bot was trained with LoRA: continue it with --method lora")
     model.config.use_cache = False  # the KV cache is for generation; in training it only costs memory
+    return model
 
-    # Each of several processes takes its share of every step's batch: a step covers batch_size blocks per process.
-    per_epoch = steps_per_epoch(len(train_data), config.batch_size * distributed.world_size())
-    every = max(1, math.ceil(per_epoch / config.evals_per_epoch))
-    checks = eval_data is not None and len(eval_data) > 0
+
+def _run(trainer: Any, model: Any, config: TrainConfig, resume: str | None, use_compile: bool, gpu: bool) -> Any:
+    """`trainer.train`, compiled if asked; W&B's run is closed either way, as failed when the training raised."""
+    # bf16 on a CPU: transformers' own attention, faster there than SDPA's kernels (hardware.py); put back after.
+    attention = set_attention(model, BF16_CPU_ATTENTION) if config.precision == "bf16" and not gpu else None
+    try:
+        with compiled(layer_stack(model) if use_compile else []):
+            output = trainer.train(resume_from_checkpoint=resume)
+    except BaseException:
+        if config.wandb:
+            _finish_wandb(failed=True)
+        raise
+    finally:
+        if attention is not None:
+            set_attention(model, attention)
     if config.wandb:
-        _wandb_environment()
-    args = TrainingArguments(
+        _finish_wandb()
+    return output
+
+
+def _training_arguments(
+    config: TrainConfig, work_dir: Path, run_name: str | None, every: int, checks: bool, cpu: bool, show_progress: bool
+) -> Any:
+    """The Trainer's arguments: one evaluation and one checkpoint every `every` steps, keeping the best and the newest."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
         output_dir=str(work_dir),
         run_name=run_name,
         num_train_epochs=float(config.epochs or 1),
@@ -489,21 +531,28 @@ def train_model(
         greater_is_better=False,
         logging_steps=max(1, min(10, every // 2)),
         report_to=["wandb"] if config.wandb else [],
-        use_cpu=device == "cpu",
+        use_cpu=cpu,
         bf16=config.precision == "bf16",
         fp16=config.precision == "fp16",
         dataloader_num_workers=0,
         disable_tqdm=not show_progress,
     )
-    relay = _Relay(listener, stop, train_data.trained_tokens / max(1, per_epoch), config.save_minutes * 60)
+
+
+def _trainer(
+    model: Any, args: Any, train_data: Blocks, eval_data: Blocks | None, config: TrainConfig, relay: "_Relay", show_progress: bool
+) -> Any:
+    """The HF Trainer with the relay (progress, stop, timed saves) and early stopping when there is a validation set."""
+    from transformers import EarlyStoppingCallback, Trainer, default_data_collator
+
     callbacks: list[Any] = [relay.callback()]
-    if checks:
+    if eval_data is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     trainer = (_fused_loss_trainer() if config.fused_loss else Trainer)(
         model=model,
         args=args,
         train_dataset=train_data,
-        eval_dataset=eval_data if checks else None,
+        eval_dataset=eval_data,
         data_collator=default_data_collator,
         callbacks=callbacks,
     )
@@ -512,26 +561,22 @@ def train_model(
 
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)
-    planned = config.max_steps if config.max_steps > 0 else math.ceil(float(config.epochs or 1) * per_epoch)
-    done = int(resume.rsplit("-", 1)[1]) if resume else 0  # Trainer's checkpoint-N
-    # Several processes wrap the model in DDP, which compiled layers are not tested under: they run eager.
-    use_compile = distributed.world_size() == 1 and compile_wanted(config.compile, planned - done, gpu, getattr(model.config, "model_type", None))
-    if use_compile and progress:
-        progress("compiling the transformer layers first (torch.compile): the first steps take a minute or two longer")
-    # bf16 on a CPU: transformers' own attention, faster there than SDPA's kernels (hardware.py); put back after.
-    attention = set_attention(model, BF16_CPU_ATTENTION) if config.precision == "bf16" and not gpu else None
-    try:
-        with compiled(layer_stack(model) if use_compile else []):
-            output = trainer.train(resume_from_checkpoint=resume)
-    except BaseException:
-        if config.wandb:
-            _finish_wandb(failed=True)
-        raise
-    finally:
-        if attention is not None:
-            set_attention(model, attention)
-    if config.wandb:
-        _finish_wandb()
+    return trainer
+
+
+def _result(
+    trainer: Any,
+    output: Any,
+    config: TrainConfig,
+    relay: "_Relay",
+    resume: str | None,
+    train_data: Blocks,
+    validation_posts: int,
+    per_epoch: int,
+    use_compile: bool,
+) -> TrainResult:
+    """What the run did, from the Trainer's state; the model goes back to generating (KV cache on)."""
+    checks = trainer.eval_dataset is not None
     best = trainer.state.best_metric if checks else None
     model = trainer.model
     model.config.use_cache = True
@@ -549,7 +594,7 @@ def train_model(
             "trained_tokens_per_epoch": train_data.trained_tokens,
             "padding_share": round(train_data.padding_share, 4),
             "truncated_posts": train_data.truncated_posts,
-            "validation_posts": len(validation_texts),
+            "validation_posts": validation_posts,
             "steps_per_epoch": per_epoch,
             "compiled": use_compile,
         },
