@@ -328,6 +328,7 @@ def _add_demo(sub: Any) -> None:
     p = sub.add_parser("demo", help="open the web demo (Voilà)")
     p.add_argument("--port", type=int, default=8866)
     p.add_argument("--no-browser", action="store_true")
+    p.add_argument("--max-upload-mb", type=_positive(float), default=None, help="largest upload a visitor may send, in MB (default 100)")
     p.set_defaults(run=cmd_demo)
 
 

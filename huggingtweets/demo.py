@@ -2,6 +2,7 @@
 
     huggingtweets demo                         # http://localhost:8866, opens a browser
     huggingtweets demo --port 9000 --no-browser
+    huggingtweets demo --max-upload-mb 20       # the largest upload a visitor may send (default 100)
     make demo
 
 Voilà runs the notebook and shows only its outputs (the app), not its code. It is an optional
@@ -14,16 +15,23 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import socket
 import sys
 from pathlib import Path
 
+from .environment import MAX_UPLOAD_VARIABLE, max_upload_bytes
 from .errors import HuggingTweetsError
 
 NOTEBOOK = "huggingtweets-demo.ipynb"
-# Uploaded files travel over the kernel's websocket in one message; tornado's default cap (10 MiB)
-# would drop the connection on an archive, so allow the app's upload limit plus room for framing.
-WEBSOCKET_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
+
+
+def websocket_max_message_bytes() -> int:
+    """The server's bound on one websocket message, which is how uploaded files reach the kernel (all files chosen
+    at once in one message). Tornado closes the connection on a larger one (code 1009) before it reaches the
+    kernel: the app's own limit (environment.max_upload_bytes) plus room for the message's framing."""
+    limit = max_upload_bytes()
+    return limit + max(2**20, limit // 4)
 
 
 def find_notebook() -> Path:
@@ -62,6 +70,8 @@ def main(args: argparse.Namespace) -> int:
     notebook = find_notebook()
     port = int(getattr(args, "port", 8866))
     check_port(port)
+    if getattr(args, "max_upload_mb", None) is not None:
+        os.environ[MAX_UPLOAD_VARIABLE] = str(args.max_upload_mb)  # the kernels Voilà starts inherit it
     print(f"huggingtweets: serving the demo at http://localhost:{port} (Ctrl-C stops it)", file=sys.stderr)
     serve(voila_args(notebook, port=port, open_browser=not getattr(args, "no_browser", False)))
     return 0
@@ -79,11 +89,11 @@ def check_port(port: int) -> None:
 
 
 def serve(argv: list[str]) -> None:
-    """Voilà's own command line (`voila NOTEBOOK [options]`), with the websocket message limit raised."""
+    """Voilà's own command line (`voila NOTEBOOK [options]`), with the websocket message limit of the upload limit."""
     from voila.app import Voila
 
     # Set here rather than as --Voila.tornado_settings: on the command line a dict's values arrive as strings.
-    Voila.launch_instance(argv, tornado_settings={"websocket_max_message_size": WEBSOCKET_MAX_MESSAGE_BYTES})
+    Voila.launch_instance(argv, tornado_settings={"websocket_max_message_size": websocket_max_message_bytes()})
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Everything lives under one home folder, `$HUGGINGTWEETS_HOME` (default `~/.huggi
     models/   base models converted once (the embedded default's safetensors copy)
     data/     fetched posts, one JSONL file per source and account
     bots/     trained bots, one folder each
+    sessions/ the web demo's visitors, one folder each: their uploads and the bots they train (app/workspace.py)
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ def data_dir() -> Path:
 
 def bots_dir() -> Path:
     return home() / "bots"
+
+
+def sessions_dir() -> Path:
+    return home() / "sessions"
 
 
 def sample_posts() -> Path:

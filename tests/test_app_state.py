@@ -10,14 +10,20 @@ import argparse
 import csv
 import io
 import json
+import os
+import shutil
 import statistics
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from huggingtweets.app import plots, state
-from huggingtweets.app.state import AppState, DataStep, uploads_dir
+from huggingtweets import paths
+from huggingtweets.app import plots, state, workspace
+from huggingtweets.app.state import AppState, DataStep
 from huggingtweets.errors import HuggingTweetsError
 
 SECRET = "AAAA-secret-bearer-token-1234"
@@ -53,12 +59,12 @@ def test_split_sources_and_safe_filenames() -> None:
 def test_uploads_are_written_only_inside_the_uploads_folder(home: Path) -> None:
     data = DataStep()
     assert data.add_upload("../../../outside.txt", b"one two three four\n")
-    assert data.uploads == [str(uploads_dir() / "outside.txt")]
+    assert data.uploads == [str(data.workspace.uploads / "outside.txt")]
     assert [p.name for p in home.rglob("*") if p.is_file()] == ["outside.txt"]
     assert not (home.parent / "outside.txt").exists()
     assert "uploaded outside.txt" in data.status
     data.clear_uploads()
-    assert data.uploads == [] and not (uploads_dir() / "outside.txt").exists()
+    assert data.uploads == [] and not (data.workspace.uploads / "outside.txt").exists()
 
 
 def test_different_uploads_with_one_name_are_all_kept(home: Path) -> None:
@@ -110,7 +116,7 @@ def test_uploads_refuse_other_types_and_big_files(home: Path, monkeypatch: pytes
     monkeypatch.setattr(state, "MAX_UPLOAD_BYTES", 10)
     assert not data.add_upload("posts.txt", b"x" * 11)
     assert "over the" in data.error and "limit" in data.error
-    assert data.uploads == [] and not uploads_dir().exists()
+    assert data.uploads == [] and not data.workspace.uploads.exists()
     assert data.add_upload("small.txt", b"x" * 10) and data.error == ""  # a good one answers the refusal
 
 
@@ -344,12 +350,68 @@ def test_bad_temperature_is_a_readable_error(trained: AppState) -> None:
     trained.generate.temperature = 1.0
 
 
-def test_an_existing_bot_can_be_loaded_to_generate_from(trained: AppState) -> None:
+def test_a_session_sees_its_own_bots_and_the_command_lines_never_anothers(trained: AppState) -> None:
     s = AppState()
-    assert [b["name"] for b in s.train.bots] == [trained.train.bot.path.name]
-    s.train.existing = s.train.bots[0]["path"]
-    assert s.train.load(), s.train.error
-    assert s.generate.bot is not None and s.train.status.startswith("generating with")
+    assert s.train.bots == []  # the bot trained in the other session is that session's
+    cli_bot = paths.bots_dir() / "from-the-command-line"
+    shutil.copytree(trained.train.bot.path, cli_bot)  # where `huggingtweets train` saves one
+    try:
+        s.train.refresh_bots()
+        assert [(b["path"], b["session"]) for b in s.train.bots] == [(str(cli_bot), False)]
+        trained.train.refresh_bots()
+        assert [(b["path"], b["session"]) for b in trained.train.bots] == [(str(trained.train.bot.path), True), (str(cli_bot), False)]
+        s.train.existing = s.train.bots[0]["path"]
+        assert s.train.load(), s.train.error
+        assert s.generate.bot is not None and s.train.status.startswith("generating with")
+    finally:
+        shutil.rmtree(cli_bot)
+        trained.train.refresh_bots()
+
+
+def test_two_sessions_training_on_one_account_write_two_bots(trained: AppState, tiny_llama: Path, archive_zip: Path) -> None:
+    first = trained.train.bot.path
+    before = (first / "huggingtweets.json").stat().st_mtime_ns
+    other = AppState(base_model=str(tiny_llama), max_steps=3)
+    assert other.data.add_upload(archive_zip.name, archive_zip.read_bytes())
+    assert Path(other.data.uploads[0]).parent != Path(trained.data.uploads[0]).parent
+    other.data.keep_replies = True
+    assert other.data.fetch() and other.train.run(), other.train.error
+    second = other.train.bot.path
+    assert second.name == first.name and second != first and second.is_relative_to(other.workspace.folder)
+    assert (first / "huggingtweets.json").stat().st_mtime_ns == before  # the first session's bot is untouched
+    other.close()
+    assert not other.workspace.uploads.exists() and other.data.uploads == []
+    assert (second / "huggingtweets.json").is_file()  # the bot trained in a session outlives it
+    assert Path(trained.data.uploads[0]).is_file()  # and the other session's upload is still there
+
+
+def test_a_sessions_uploads_go_when_it_ends_and_a_killed_ones_later(home: Path) -> None:
+    ended = AppState()
+    assert ended.data.add_upload("a.txt", b"one two three four\n")
+    ended.close()
+    assert not ended.workspace.folder.exists()  # no bot in it: nothing of it is left
+    killed = AppState()
+    assert killed.data.add_upload("b.txt", b"one two three four\n")
+    long_ago = time.time() - 2 * workspace.STALE_SECONDS
+    os.utime(killed.workspace.uploads, (long_ago, long_ago))
+    recent = AppState()
+    assert recent.data.add_upload("c.txt", b"one two three four\n")
+    AppState()  # a new session clears what sessions that never ended left behind
+    assert not killed.workspace.folder.exists() and recent.workspace.uploads.is_dir()
+
+
+def test_a_kernels_exit_deletes_its_uploads(home: Path) -> None:
+    script = (
+        "from huggingtweets.app.state import AppState\n"
+        "s = AppState()\n"
+        "assert s.data.add_upload('posts.txt', b'one two three four\\n')\n"
+        "print(s.workspace.folder)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=os.environ)
+    assert run.returncode == 0, run.stderr
+    folder = Path(run.stdout.strip())
+    assert folder.is_relative_to(home) and folder.parent == paths.sessions_dir()
+    assert not folder.exists()
 
 
 def test_stop_saves_the_bot_and_keeps_the_checkpoint(home: Path, tiny_llama: Path, archive_zip: Path) -> None:

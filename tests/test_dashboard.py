@@ -31,6 +31,7 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 SECRET = "AAAA-browser-secret-token-42"
 STEPS = 30
+UPLOAD_MB = 2
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,8 @@ def voila(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> Iterato
         "HUGGINGTWEETS_MAX_STEPS": str(STEPS),
         "HUGGINGTWEETS_DATA": "",
         "TOKENIZERS_PARALLELISM": "false",
+        # Small, so the server's bound can be shown with small messages (the real archive's zip is 0.4 MB).
+        "HUGGINGTWEETS_MAX_UPLOAD_MB": str(UPLOAD_MB),
     }
     port = free_port()
     notebook = demo.find_notebook()
@@ -92,6 +95,68 @@ def test_dashboard_data_train_generate(page: object, archive_zip: Path, tmp_path
         screenshot(page, "dashboard-failure.png")  # the page as the failure left it
         raise
     screenshot(page, "dashboard.png")
+    # Another visitor of the same server, while the first is still there: a browser context of its own (no shared
+    # cookies or storage), so a page, a kernel and a session of its own.
+    other = page.context.browser.new_context().new_page()  # type: ignore[attr-defined]
+    try:
+        other.goto(page.url, timeout=60_000)  # type: ignore[attr-defined]
+        second_visitor(other, tmp_path)
+    except BaseException:
+        screenshot(other, "dashboard-second-visitor-failure.png")
+        raise
+
+
+def second_visitor(page: object, tmp_path: Path) -> None:
+    """Sees none of the first visitor's uploads or bots; an upload over the limit is refused in one line by the
+    kernel, and a message over the server's bound never reaches the kernel."""
+    from playwright.sync_api import expect
+
+    data, train = page.locator(".ht-data"), page.locator(".ht-train")  # type: ignore[attr-defined]
+    expect(data).to_be_visible(timeout=90_000)
+    expect(data).to_contain_text("no file uploaded")
+    options = train.locator("select option")
+    expect(options.first).to_be_attached()
+    assert not [o for o in options.all_inner_texts() if "milahu104" in o], options.all_inner_texts()
+
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"one two three four five\n" * int(UPLOAD_MB * 1.25 * 2**20 / 24))  # over the limit, under the bound
+    upload(page, big)
+    expect(data.locator(".ht-error")).to_contain_text(f"big.txt is 2 MB, over the {UPLOAD_MB} MB limit")
+    expect(data).to_contain_text("no file uploaded")
+
+    # The same kernel_info_request to this page's kernel, padded to under and to over the server's bound.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HUGGINGTWEETS_MAX_UPLOAD_MB", str(UPLOAD_MB))  # as the server has it
+        bound = demo.websocket_max_message_bytes()
+    assert bound < 10 * 2**20  # under tornado's default: a "closed" below shows the server applies the app's bound
+    assert page.evaluate(KERNEL_REQUEST, bound // 2) == "reply"  # type: ignore[attr-defined]
+    assert page.evaluate(KERNEL_REQUEST, bound + 2**20) == "closed 1009"  # type: ignore[attr-defined]  # "message too big"
+
+
+# A second websocket to the page's kernel (Jupyter's JSON message format), sending one kernel_info_request with
+# `pad` bytes in its metadata: "reply" when the kernel answered it, "closed CODE" when the server closed the socket.
+KERNEL_REQUEST = """async (pad) => {
+  const config = JSON.parse(document.getElementById('jupyter-config-data').textContent);
+  const url = location.origin.replace(/^http/, 'ws') + config.baseUrl + 'api/kernels/' + config.kernelId + '/channels';
+  const id = 'size-check-' + pad;
+  const message = {
+    header: {msg_id: id, msg_type: 'kernel_info_request', session: 'size-check', username: '', version: '5.3',
+             date: new Date().toISOString()},
+    parent_header: {}, metadata: {pad: 'x'.repeat(pad)}, content: {}, channel: 'shell', buffers: [],
+  };
+  return await new Promise((resolve) => {
+    const socket = new WebSocket(url);
+    const timer = setTimeout(() => { resolve('no answer'); socket.close(); }, 30000);
+    socket.onopen = () => socket.send(JSON.stringify(message));
+    socket.onmessage = (event) => {
+      const reply = JSON.parse(event.data);
+      if (reply.parent_header && reply.parent_header.msg_id === id && reply.msg_type === 'kernel_info_reply') {
+        clearTimeout(timer); resolve('reply'); socket.close();
+      }
+    };
+    socket.onclose = (event) => { clearTimeout(timer); resolve('closed ' + event.code); };
+  });
+}"""
 
 
 def walk_through(page: object, archive_zip: Path, tmp_path: Path) -> None:

@@ -344,7 +344,12 @@ class TrainPanel(widgets.VBox):
     def _show_bots(self, _: object = None) -> None:
         chosen = self.step.existing
         options = [self.NEW] + [
-            (f"{b['name']} · {', '.join(b['accounts'])} · {b['method']} · perplexity {b['perplexity']}", b["path"]) for b in self.step.bots
+            (
+                f"{b['name']} · {', '.join(b['accounts'])} · {b['method']} · perplexity {b['perplexity']}"
+                + (" · this session" if b.get("session") else ""),
+                b["path"],
+            )
+            for b in self.step.bots
         ]
         self.existing.options = options
         self.existing.value = chosen if chosen in {value for _, value in options} else ""

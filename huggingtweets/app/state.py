@@ -35,11 +35,12 @@ from typing import Any
 from traitlets import Any as AnyTrait
 from traitlets import Bool, Enum, Float, HasTraits, Int, List, Unicode, default, dlink, observe
 
-from .. import atomic, paths
-from ..environment import SECRET_VARIABLES, X_TOKEN_VARIABLES
+from .. import atomic
+from ..environment import SECRET_VARIABLES, X_TOKEN_VARIABLES, max_upload_bytes
 from ..errors import HuggingTweetsError
+from .workspace import Workspace
 
-MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+MAX_UPLOAD_BYTES = max_upload_bytes()
 """Largest file the app accepts. A whole X archive with its media is often larger: upload `data/tweets.js`."""
 
 BUSY = "still busy with the previous request: wait for it to finish"
@@ -59,11 +60,6 @@ APP_WORDS = {
     "--base-model": "the base model field",
     "--method lora": "LoRA",
 }
-
-
-def uploads_dir() -> Path:
-    """Where uploaded files are written: the only place the app writes files of its own."""
-    return paths.data_dir() / "uploads"
 
 
 def split_sources(text: str) -> list[str]:
@@ -113,8 +109,10 @@ class Step(HasTraits):
     details = Unicode("", help="traceback of the last unexpected failure, for the log")
     busy = Bool(False)
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, workspace: Workspace | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # This session's folder (workspace.py): the only place the app writes files of its own.
+        self.workspace = workspace or Workspace()
         self._lock = threading.Lock()  # held while an action runs
         # A refused click's note and the start and end of an action take turns, so a click as an action ends cannot
         # leave a stale "still busy". Reentrant: trait observers run inside and may click again (but must not wait
@@ -129,7 +127,9 @@ class Step(HasTraits):
             secret = os.environ.get(name, "").strip()
             if len(secret) >= 8:  # a stray short value would blank out ordinary words
                 text = text.replace(secret, "•••")
-        return text.replace(str(uploads_dir()) + os.sep, "")
+        for folder in (self.workspace.uploads, self.workspace.bots):  # files by name, not by where the server keeps them
+            text = text.replace(str(folder) + os.sep, "")
+        return text
 
     def explain(self, message: str) -> str:
         """A core message in the app's words (its options are widgets, not command-line flags)."""
@@ -188,7 +188,7 @@ class DataStep(Step):
     """Step 1: sources typed in or uploaded, read and cleaned into a `Corpus` with its counts."""
 
     sources = Unicode("", help="@handles, profile URLs, mastodon:/bsky: sources or file paths, separated by commas")
-    uploads = List(Unicode(), help="uploaded files (paths inside uploads_dir())")
+    uploads = List(Unicode(), help="uploaded files (paths inside workspace.uploads)")
     keep_replies = Bool(False)
     keep_retweets = Bool(False)
     x_bearer_token = Unicode("", help="secret: for @handles on X; never shown or logged")
@@ -216,7 +216,7 @@ class DataStep(Step):
         return [*split_sources(self.sources), *self.uploads]
 
     def add_upload(self, name: str, content: bytes) -> bool:
-        """Write an uploaded file into uploads_dir() (nowhere else) and add it to the sources.
+        """Write an uploaded file into this session's uploads folder (nowhere else) and add it to the sources.
 
         Not an action that waits its turn: the widget lets go of the file either way, so one refused while a fetch
         runs would be lost. Saving it is quick, and a fetch under way has already taken its list of sources.
@@ -243,7 +243,7 @@ class DataStep(Step):
                 f"{shown} is {len(content) / 2**20:.0f} MB, over the {MAX_UPLOAD_BYTES / 2**20:.0f} MB limit: "
                 "upload data/tweets.js from the archive instead of the whole zip"
             )
-        folder = uploads_dir()
+        folder = self.workspace.uploads
         folder.mkdir(parents=True, exist_ok=True)
         wanted = folder / safe_filename(shown)
         if wanted.resolve().parent != folder.resolve():  # safe_filename makes this impossible; be sure anyway
@@ -316,8 +316,8 @@ class TrainStep(Step):
     bot = AnyTrait(None, allow_none=True, help="the bot last trained or loaded: what step 3 generates with")
     _model_error = ""  # the missing-model message, while it applies
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, workspace: Workspace | None = None, **kwargs: Any) -> None:
+        super().__init__(workspace, **kwargs)
         self._stop = threading.Event()
         self._check_default_model()
 
@@ -338,9 +338,11 @@ class TrainStep(Step):
             self.error = self._model_error
 
     def refresh_bots(self) -> None:
+        """This session's bots, then the ones trained with the command line; never another session's."""
         from ..bot import list_bots
 
-        self.bots = list_bots()
+        own = [{**b, "session": True} for b in list_bots(self.workspace.bots)]
+        self.bots = own + [{**b, "session": False} for b in list_bots()]
 
     def start(self) -> threading.Thread:
         """Train in a background thread (see `run`)."""
@@ -370,7 +372,7 @@ class TrainStep(Step):
         self.training = True
         try:
             bot = Bot.train_corpus(
-                corpus, base_model=self.existing or self.base_model.strip() or None, config=config, restart=self.start_over,
+                corpus, self.workspace.bots / corpus.name, base_model=self.existing or self.base_model.strip() or None, config=config, restart=self.start_over,
                 listener=self._on_event, stop=self._stop, progress=self._progress, show_progress=False,
             )
             self.stopped = bool(bot.info.get("stopped_early"))
@@ -440,8 +442,8 @@ class GenerateStep(Step):
     temperature = Float(1.0)
     posts = List(help="GeneratedPost list, replaced (not mutated) on every update so observers see each token")
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, workspace: Workspace | None = None, **kwargs: Any) -> None:
+        super().__init__(workspace, **kwargs)
         self._stop = threading.Event()
 
     def start(self) -> threading.Thread:
@@ -522,9 +524,10 @@ class AppState:
     """The three steps, wired: the data step's corpus feeds training, the trained bot feeds generation."""
 
     def __init__(self, *, sources: str = "", base_model: str = "", max_steps: int = -1, method: str = "lora", epochs: float = 2.0) -> None:
-        self.data = DataStep(sources=sources)
-        self.train = TrainStep(base_model=base_model, max_steps=max_steps, method=method, epochs=epochs)
-        self.generate = GenerateStep()
+        self.workspace = Workspace()
+        self.data = DataStep(self.workspace, sources=sources)
+        self.train = TrainStep(self.workspace, base_model=base_model, max_steps=max_steps, method=method, epochs=epochs)
+        self.generate = GenerateStep(self.workspace)
         dlink((self.data, "corpus"), (self.train, "corpus"))
         dlink((self.train, "bot"), (self.generate, "bot"))
         self.train.run_action("", self.train.refresh_bots)
@@ -532,6 +535,11 @@ class AppState:
     @property
     def steps(self) -> tuple[Step, Step, Step]:
         return self.data, self.train, self.generate
+
+    def close(self) -> None:
+        """End the session: its uploads are deleted (the bots trained in it are kept). Also done at kernel exit."""
+        self.data.uploads = []
+        self.workspace.close()
 
 
 __all__ = ["AppState", "DataStep", "TrainStep", "GenerateStep", "GeneratedPost", "Step", "MAX_UPLOAD_BYTES", "AI_LABEL"]
