@@ -342,6 +342,7 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--levers", action="store_true", help="also measure the levers (LoRA rank, layers, block size, threads, compile)")
     p.add_argument("--levers-only", action="store_true", help="measure only the levers")
     p.add_argument("--gpu", action="store_true", help="only the GPU check (issue 21; one line and exit 0 without a CUDA GPU)")
+    p.add_argument("--voice", action="store_true", help="only the voice check (issue 22): the default bot on all of --data, judged")
     p.set_defaults(run=lambda a: __import__("huggingtweets.bench", fromlist=["main"]).main(a))
 
 

@@ -4,6 +4,7 @@
     python benchmarks/bench.py --json test-artifacts/bench.json                 # about 19 minutes
     python benchmarks/bench.py --levers-only --json test-artifacts/levers.json  # the levers, about 30 minutes
     bash benchmarks/gpu_check.sh                                                 # the GPU check alone (issue 21), < 8 minutes
+    huggingtweets bench --voice --data posts.jsonl                              # issue 22's targets, whole archive (voice_check.py)
 
     from huggingtweets.bench import BenchOptions, markdown, run
     report = run(BenchOptions.quick_preset(base_model="path/to/model"))
@@ -49,7 +50,8 @@ Python process (`child.in_child`); the race runs in this process, timed through 
 Layout, lower modules first (a module imports only those above it): `options` and `figures` (pure arithmetic);
 `peak`, `data`, `training`, `gpu`, `steps`, `quality`, `generating`, `race` (the measures); `child` (fresh processes);
 `lever_runs` and `sections` (what a run does, section by section); `formatting`, `report_levers` and `report`
-(the one report writer, reading the report only); this module's `run()` and `main()` on top.
+(the one report writer, reading the report only); this module's `run()` and `main()` on top. Beside them,
+`second_archive` builds a second real archive and `voice_check` judges issue 22's targets on whole archives.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from typing import Any
 
 from .child import child_main, in_child, peak_rss_bytes
 from .data import DEFAULT_DATA, Data, evenly, load_data, padding, unpacked
+from .formatting import publish
 from .figures import flops_per_token, median, utilisation
 from .generating import generation
 from .gpu import describe_gpu, gpu_peak
@@ -175,6 +178,10 @@ def _quiet() -> None:
 def main(args: argparse.Namespace) -> int:
     """`huggingtweets bench` / `benchmarks/bench.py`: run, print the markdown, write the JSON. 1 if a section failed."""
     _quiet()
+    if getattr(args, "voice", False):
+        from .voice_check import main as voice_main
+
+        return voice_main(args)
     options = options_from_args(args)
     if options.gpu_mode:
         import torch
@@ -183,11 +190,5 @@ def main(args: argparse.Namespace) -> int:
             print(NO_GPU, flush=True)  # the one line; exit 0 and no JSON: no file means no GPU figures
             return 0
     report = run(options)
-    print(markdown(report), flush=True)
-    out = getattr(args, "json_out", None)
-    if out:
-        from .. import atomic
-
-        atomic.write_json(out, report)
-        print(f"wrote {out}", file=sys.stderr)
+    publish(markdown(report), report, getattr(args, "json_out", None))
     return 1 if report["failed_sections"] else 0

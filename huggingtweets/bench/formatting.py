@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 from .options import GB
+
+
+def publish(table: str, report: dict[str, Any], out: str | None) -> None:
+    """The markdown on stdout and, when asked, the report as JSON in `out` (written whole or not at all)."""
+    print(table, flush=True)
+    if out:
+        from .. import atomic
+
+        atomic.write_json(out, report)
+        print(f"wrote {out}", file=sys.stderr)
 
 
 def get(report: dict[str, Any], *path: str) -> Any:
