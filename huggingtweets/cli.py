@@ -276,6 +276,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--compile", choices=get_args(Compile), default=TrainConfig.compile, help=_help(TrainConfig, "compile"))
     p.add_argument("--precision", choices=get_args(Precision), default=TrainConfig.precision, help=_help(TrainConfig, "precision"))
     p.add_argument("--length-posts", type=int, default=TrainConfig.length_posts, help=_help(TrainConfig, "length_posts"))
+    p.add_argument("--end-loss-weight", type=_positive(float), default=TrainConfig.end_loss_weight, help=_help(TrainConfig, "end_loss_weight"))
     p.add_argument("--min-characters", type=int, default=6000, help="refuse to train on less text than this")
     p.add_argument("--restart", action="store_true", help="discard checkpoints of an interrupted run instead of resuming")
     p.add_argument("--wandb", action="store_true", help=_help(TrainConfig, "wandb"))

@@ -25,6 +25,7 @@ lower peak.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -40,9 +41,9 @@ PLAIN_HEADS = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 CHUNK_TOKENS = 128
 
 
-def _softmax_gradient_(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Turn float32 `logits` [vocabulary, tokens] in place into d loss / d logits (softmax minus one-hot, zero for
-    ignored targets); return the summed loss. The softmax is taken by hand because `logsumexp` would allocate a
+def _softmax_gradient_(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Turn float32 `logits` [vocabulary, tokens] in place into d loss / d logits (softmax minus one-hot, times each
+    target's weight: zero for ignored ones); return the weighted sum of the losses. The softmax is taken by hand because `logsumexp` would allocate a
     second buffer of the logits' size (50-200 MB, fresh pages from the kernel at every step): ~0.1 s of a LoRA step's
     1.5 s on 2 cores."""
     valid = labels != IGNORE
@@ -51,15 +52,16 @@ def _softmax_gradient_(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     top = logits.amax(0)
     grad = logits.sub_(top).exp_()
     total = grad.sum(0)
-    loss = ((total.log() + top - picked) * valid).sum()
+    loss = ((total.log() + top - picked) * weights).sum()
     grad.div_(total)
     grad.scatter_add_(0, safe, -valid[None, :].to(grad.dtype))
-    grad.mul_(valid[None, :])
+    grad.mul_(weights[None, :])
     return loss
 
 
-def _low_precision_gradient(w: torch.Tensor, h: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """d loss / d logits [tokens, vocabulary] in the dtype of `w` and `h` (bf16), and the summed loss in float32.
+def _low_precision_gradient(w: torch.Tensor, h: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """d loss / d logits [tokens, vocabulary] in the dtype of `w` and `h` (bf16), and the weighted sum of the losses
+    in float32.
 
     A slice of tokens at a time: the logits in bf16, then in float32 `logits - max`, its exp and sum, and the gradient
     written straight into its bf16 rows. Both slice buffers are reused; only the gradient is logits-sized. Rows are
@@ -74,36 +76,39 @@ def _low_precision_gradient(w: torch.Tensor, h: torch.Tensor, labels: torch.Tens
     for start in range(0, tokens, rows):
         n = min(rows, tokens - start)
         target = labels[start : start + n]
-        valid = target != IGNORE
+        weight = weights[start : start + n]
         safe = target.clamp(min=0)[:, None]
         part, exp = logits[:n], shifted[:n]
         torch.mm(h[start : start + n], w.T, out=part)
         exp.copy_(part).sub_(part.amax(1, keepdim=True))  # in float32 (an `out=` of another dtype goes via a temporary)
         picked = exp.gather(1, safe)[:, 0]
         total = exp.exp_().sum(1)
-        loss += ((total.log() - picked) * valid).sum()
+        loss += ((total.log() - picked) * weight).sum()
         exp.scatter_add_(1, safe, -total[:, None])  # exp - total at the label: after dividing by total, softmax - 1
-        grad[start : start + n].copy_(exp.mul_((valid / total)[:, None]))
+        grad[start : start + n].copy_(exp.mul_((weight / total)[:, None]))
     return grad, loss
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
-    """Sum over targets of -log softmax(weight @ h)[label]; gradients are computed in the forward pass.
+    """Sum over targets of -log softmax(weight @ h)[label], each times its weight; gradients are computed in the
+    forward pass.
 
     `dtype`: the matmuls' arithmetic (None: the weight's own, float32). The loss is always summed in float32.
     """
 
     @staticmethod
-    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    def forward(
+        ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, dtype: torch.dtype | None
+    ) -> torch.Tensor:
         with torch.autocast("cpu", enabled=False):  # the casts are explicit here
             if dtype is None or dtype == weight.dtype:
                 grad = weight @ hidden.T  # [vocabulary, tokens]
-                loss = _softmax_gradient_(grad, labels)
+                loss = _softmax_gradient_(grad, labels, weights)
                 grad_hidden = (weight.T @ grad).T if ctx.needs_input_grad[0] else None
                 grad_weight = grad @ hidden if ctx.needs_input_grad[1] else None  # only when the output layer is trained
             else:
                 w, h = weight.to(dtype), hidden.to(dtype)
-                grad, loss = _low_precision_gradient(w, h, labels)  # [tokens, vocabulary]
+                grad, loss = _low_precision_gradient(w, h, labels, weights)  # [tokens, vocabulary]
                 # Kept in bf16 (half the memory) until the backward pass scales them into float32.
                 grad_hidden = grad @ w if ctx.needs_input_grad[0] else None
                 grad_weight = grad.T @ h if ctx.needs_input_grad[1] else None
@@ -117,7 +122,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         saved = iter(ctx.saved_tensors)
         grad_hidden = _scaled(next(saved), grad_loss, ctx.dtypes[0]) if ctx.which[0] else None
         grad_weight = _scaled(next(saved), grad_loss, ctx.dtypes[1]) if ctx.which[1] else None
-        return grad_hidden, grad_weight, None, None
+        return grad_hidden, grad_weight, None, None, None
 
 
 def _scaled(saved: torch.Tensor, grad_loss: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -127,17 +132,49 @@ def _scaled(saved: torch.Tensor, grad_loss: torch.Tensor, dtype: torch.dtype) ->
 
 
 def linear_cross_entropy(
-    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, num_items: Any = None, dtype: torch.dtype | None = None
+    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, num_items: Any = None, dtype: torch.dtype | None = None,
+    end: EndWeight | None = None,
 ) -> torch.Tensor:
     """Causal-LM loss of `hidden` [batch, length, d] through the output `weight` [vocabulary, d] against `labels`
     [batch, length] (shifted here, as transformers does): the sum over targets divided by `num_items` (the
     Trainer's count across gradient accumulation) or, when None, the mean over targets. `dtype`: the matmuls'
-    arithmetic, bf16 under autocast; None: the weight's."""
+    arithmetic, bf16 under autocast; None: the weight's. `end`: the end marker's targets count that many times."""
     h = hidden[:, :-1].reshape(-1, hidden.shape[-1])
     targets = labels[:, 1:].reshape(-1)
-    total = _LinearCrossEntropy.apply(h, weight, targets, dtype)
-    count = num_items if num_items is not None else (targets != IGNORE).sum().clamp(min=1)
-    return total / count
+    total = _LinearCrossEntropy.apply(h, weight, targets, target_weights(targets, end), dtype)
+    return total / _count(targets, num_items)
+
+
+@dataclass(frozen=True)
+class EndWeight:
+    """The end marker's targets weigh `weight` times the others in the training loss (TrainConfig.end_loss_weight):
+    a lever on posts that run on, since the one end target of a post is a small share of its loss."""
+
+    token: int
+    weight: float
+
+
+def target_weights(targets: torch.Tensor, end: EndWeight | None) -> torch.Tensor:
+    """Each target's weight in the loss: 0 for ignored ones, `end.weight` for the end marker, 1 for the rest."""
+    weights = (targets != IGNORE).to(torch.float32)
+    if end is not None and end.weight != 1:
+        weights = torch.where(targets == end.token, weights * end.weight, weights)
+    return weights
+
+
+def _count(targets: torch.Tensor, num_items: Any) -> Any:
+    # Normalised by the number of targets, not by their weights: a weight raises its token's share of the gradient.
+    return num_items if num_items is not None else (targets != IGNORE).sum().clamp(min=1)
+
+
+def weighted_lm_loss(logits: torch.Tensor, labels: torch.Tensor, end: EndWeight, num_items: Any = None) -> torch.Tensor:
+    """The same weighted loss from the model's own logits [batch, length, vocabulary], where the fused path does not
+    apply (GPUs, other output layers)."""
+    targets = labels[:, 1:].reshape(-1)
+    losses = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets, ignore_index=IGNORE, reduction="none"
+    )
+    return (losses * target_weights(targets, end).to(losses.device)).sum() / _count(targets, num_items)
 
 
 
@@ -163,7 +200,7 @@ def _autocast_dtype() -> torch.dtype | None:
     return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
 
 
-def causal_lm_loss(model: Any, inputs: dict[str, torch.Tensor], num_items: Any = None) -> torch.Tensor | None:
+def causal_lm_loss(model: Any, inputs: dict[str, torch.Tensor], num_items: Any = None, end: EndWeight | None = None) -> torch.Tensor | None:
     """The fused training loss of `model` on a batch, or None when it does not apply (use the model's own).
 
     Call it inside the same autocast the model's own forward would run in: the decoder runs in it, and the output
@@ -173,4 +210,4 @@ def causal_lm_loss(model: Any, inputs: dict[str, torch.Tensor], num_items: Any =
         return None  # evaluation: the model's own loss
     features = {k: v for k, v in inputs.items() if k != "labels"}
     hidden = unwrapped(model).get_decoder()(**features).last_hidden_state
-    return linear_cross_entropy(hidden, head.weight, inputs["labels"], num_items, _autocast_dtype())
+    return linear_cross_entropy(hidden, head.weight, inputs["labels"], num_items, _autocast_dtype(), end)

@@ -31,9 +31,10 @@ import torch
 
 from . import atomic, distributed
 from .compiling import MIN_STEPS, Compile, check_setting, compile_wanted, compiled
-from .dataset import Blocks, build_blocks, steps_per_epoch
+from .dataset import Blocks, build_blocks, markers, steps_per_epoch
 from .errors import HuggingTweetsError, check_seed
 from .hardware import BF16_CPU_ATTENTION, accelerator, default_precision, set_attention
+from .loss import EndWeight, weighted_lm_loss
 from .wrappers import is_peft
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,10 @@ class TrainConfig:
         metadata={"help": f"torch.compile the transformer layers (needs a C++ compiler; ~1.1x faster LoRA steps after about a minute, see compiling.py); auto: CPU runs of {MIN_STEPS}+ steps of Llama-family models"},
     )
 
+    end_loss_weight: float = field(
+        default=1.0,
+        metadata={"help": "the end-of-post token's weight in the training loss, against 1 for every other token (a lever on posts that run on; measured in bench --voice --levers)"},
+    )
     length_posts: int = field(
         default=64,
         metadata={"help": "after training, posts drawn per try to tune where posts end to the person's median length (lengths.py); 0: held-out posts only"},
@@ -91,6 +96,8 @@ class TrainConfig:
     def validate(self) -> None:
         if self.length_posts < 0:
             raise HuggingTweetsError(f"length posts must be 0 or more, got {self.length_posts}")
+        if not (math.isfinite(self.end_loss_weight) and self.end_loss_weight > 0):
+            raise HuggingTweetsError(f"end loss weight must be a positive number, got {self.end_loss_weight}")
         for name in ("batch_size", "block_size", "lora_rank", "evals_per_epoch"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise HuggingTweetsError(f"{name.replace('_', ' ')} must be positive, got {getattr(self, name)}")
@@ -164,6 +171,8 @@ def run_fingerprint(config: TrainConfig, base: str, train_texts: list[str], vali
     # length_posts acts after training: checkpoints of a run with another value are the same checkpoints.
     speed_only = ("wandb", "save_minutes", "fused_loss", "compile", "precision", "length_posts")
     settings = {k: v for k, v in asdict(config).items() if k not in speed_only}
+    if settings["end_loss_weight"] == 1:
+        del settings["end_loss_weight"]  # the plain loss, as before the setting existed: earlier runs still resume
     digest.update(json.dumps([settings, base], sort_keys=True, default=str).encode())
     for text in (*train_texts, "\x00", *validation_texts):
         digest.update(text.encode())
@@ -301,12 +310,20 @@ def _fused_loss_trainer() -> type:
                 # accelerate runs the model's forward under its autocast (bf16); the fused path calls the decoder
                 # directly, so it enters the same autocast itself. Without mixed precision this does nothing.
                 with self.accelerator.autocast():
-                    loss = causal_lm_loss(model, inputs, count)
+                    loss = causal_lm_loss(model, inputs, count, getattr(self, "end_weight", None))
                 if loss is not None:
                     return loss
             return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     return FusedLossTrainer
+
+
+def _end_weighted(end: EndWeight) -> Callable[..., torch.Tensor]:
+    def loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        # Evaluation runs without gradients: there the plain loss, so validation perplexity stays comparable.
+        return weighted_lm_loss(outputs["logits"], labels, end if torch.is_grad_enabled() else None, num_items_in_batch)
+
+    return loss
 
 
 class _Relay:
@@ -458,7 +475,8 @@ def train_model(
         _wandb_environment()
     args = _training_arguments(config, work_dir, run_name, every, checks, device == "cpu", show_progress)
     relay = _Relay(listener, stop, train_data.trained_tokens / max(1, per_epoch), config.save_minutes * 60)
-    trainer = _trainer(model, args, train_data, eval_data if checks else None, config, relay, show_progress)
+    end = EndWeight(markers(tokenizer)[1], config.end_loss_weight) if config.end_loss_weight != 1 else None
+    trainer = _trainer(model, args, train_data, eval_data if checks else None, config, relay, show_progress, end)
     planned = config.max_steps if config.max_steps > 0 else math.ceil(float(config.epochs or 1) * per_epoch)
     done = int(resume.rsplit("-", 1)[1]) if resume else 0  # Trainer's checkpoint-N
     # Several processes wrap the model in DDP, which compiled layers are not tested under: they run eager.
@@ -540,9 +558,12 @@ def _training_arguments(
 
 
 def _trainer(
-    model: Any, args: Any, train_data: Blocks, eval_data: Blocks | None, config: TrainConfig, relay: "_Relay", show_progress: bool
+    model: Any, args: Any, train_data: Blocks, eval_data: Blocks | None, config: TrainConfig, relay: "_Relay", show_progress: bool,
+    end: EndWeight | None = None,
 ) -> Any:
-    """The HF Trainer with the relay (progress, stop, timed saves) and early stopping when there is a validation set."""
+    """The HF Trainer with the relay (progress, stop, timed saves) and early stopping when there is a validation set;
+    with `end`, the end marker weighs more in the training loss (Trainer's own `compute_loss_func` hook, so the loss
+    is normalised and scaled across processes as the model's own would be; evaluation keeps the plain loss)."""
     from transformers import EarlyStoppingCallback, Trainer, default_data_collator
 
     callbacks: list[Any] = [relay.callback()]
@@ -555,7 +576,9 @@ def _trainer(
         eval_dataset=eval_data,
         data_collator=default_data_collator,
         callbacks=callbacks,
+        compute_loss_func=_end_weighted(end) if end is not None else None,
     )
+    trainer.end_weight = end  # the fused path weighs the same way
     if not show_progress:
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
 

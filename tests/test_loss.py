@@ -21,6 +21,18 @@ def batch(folder: Path) -> dict[str, torch.Tensor]:
     return {"input_ids": blocks.input_ids[:3], "attention_mask": blocks.attention_mask[:3], "labels": blocks.labels[:3]}
 
 
+def seeded_model(folder: Path, method: str) -> torch.nn.Module:
+    """The tiny model, with seeded LoRA adapters for "lora" (they start at zero, B = 0: given values here)."""
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    if method == "lora":
+        model = add_lora(model, 4)
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.1)
+    return model
+
+
 def gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
@@ -28,13 +40,7 @@ def gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_same_loss_and_gradients_as_the_models_own(tiny_llama: Path, method: str):
     inputs = batch(tiny_llama)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
-    if method == "lora":
-        model = add_lora(model, 4)
-        for name, p in model.named_parameters():  # adapters start at zero (B = 0); give them values
-            if "lora_B" in name:
-                torch.nn.init.normal_(p, std=0.1)
+    model = seeded_model(tiny_llama, method)
     assert fused.fused_head(model) is not None
 
     own = model(**inputs).loss
@@ -87,13 +93,7 @@ def test_under_autocast_as_close_to_float32_as_the_models_own(tiny_llama: Path, 
     model's own are."""
     monkeypatch.setattr(fused, "CHUNK_TOKENS", 50)  # 189 targets: three whole slices and a partial one
     inputs = batch(tiny_llama)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
-    if method == "lora":
-        model = add_lora(model, 4)
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                torch.nn.init.normal_(p, std=0.1)
+    model = seeded_model(tiny_llama, method)
 
     def run(step) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = step()
@@ -138,9 +138,9 @@ def _train(tiny_llama: Path, work: Path, monkeypatch: pytest.MonkeyPatch, **sett
     calls: list[torch.dtype | None] = []
     original = fused.linear_cross_entropy
 
-    def spy(hidden, weight, labels, num_items=None, dtype=None):
+    def spy(hidden, weight, labels, num_items=None, dtype=None, end=None):
         calls.append(dtype)
-        return original(hidden, weight, labels, num_items, dtype)
+        return original(hidden, weight, labels, num_items, dtype, end)
 
     monkeypatch.setattr(fused, "linear_cross_entropy", spy)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
@@ -182,3 +182,89 @@ def test_mixed_precision_training_uses_it_and_ends_where_transformers_loss_does(
     assert torch.allclose(*losses, rtol=1e-2), losses
     apart = max(float((on[n] - off[n]).norm() / off[n].norm()) for n in off if "lora_B" in n)
     assert 0 < apart < 0.2
+
+
+def _weighted_reference(logits: torch.Tensor, labels: torch.Tensor, end: int, weight: float) -> torch.Tensor:
+    """The end-weighted loss spelt out: each target's cross-entropy, the end marker's times `weight`, over the count."""
+    total, count = logits.new_zeros((), dtype=torch.float32), 0
+    for row in range(labels.shape[0]):
+        for t in range(labels.shape[1] - 1):
+            target = int(labels[row, t + 1])
+            if target == fused.IGNORE:
+                continue
+            nll = -torch.log_softmax(logits[row, t].float(), -1)[target]
+            total = total + nll * (weight if target == end else 1.0)
+            count += 1
+    return total / count
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_the_end_weight_scales_the_end_targets_in_the_fused_and_the_plain_path(tiny_llama: Path, method: str):
+    inputs = batch(tiny_llama)
+    end = AutoTokenizer.from_pretrained(tiny_llama).eos_token_id
+    assert (inputs["labels"] == end).sum() >= 3  # the batch holds ends of posts
+    model = seeded_model(tiny_llama, method)
+    features = {k: v for k, v in inputs.items() if k != "labels"}
+
+    expected = _weighted_reference(model(**features).logits, inputs["labels"], end, 3.0)
+    expected.backward()
+    expected_grads = gradients(model)
+    model.zero_grad(set_to_none=True)
+
+    weighted = fused.EndWeight(end, 3.0)
+    mine = fused.causal_lm_loss(model, inputs, None, weighted)
+    mine.backward()
+    mine_grads = gradients(model)
+    model.zero_grad(set_to_none=True)
+    plain = fused.weighted_lm_loss(model(**features).logits, inputs["labels"], weighted)
+
+    assert torch.allclose(mine, expected, rtol=1e-5) and torch.allclose(plain, expected, rtol=1e-5)
+    assert float(mine) > float(model(**inputs).loss)  # the end targets count more: the weight did act
+    for name in expected_grads:
+        assert torch.allclose(mine_grads[name], expected_grads[name], rtol=1e-4, atol=1e-6), name
+    # Weight 1 is the plain loss, in both paths.
+    assert torch.allclose(fused.causal_lm_loss(model, inputs, None, fused.EndWeight(end, 1.0)), model(**inputs).loss, rtol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16: the slices' path weighs the same way
+        low = fused.causal_lm_loss(model, inputs, None, weighted)
+    assert abs(float(low - expected)) < 0.02 * float(expected)
+
+
+@pytest.mark.parametrize("fused_loss", [True, False])
+def test_training_weighs_the_end_and_evaluates_the_plain_loss(tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fused_loss: bool):
+    import huggingtweets.train as train
+
+    seen: list[object] = []
+    original_plain = train.weighted_lm_loss
+
+    def spy_plain(logits, labels, end, num_items=None):
+        seen.append(("plain", end.weight if end else None, torch.is_grad_enabled()))
+        return original_plain(logits, labels, end, num_items)
+
+    original_fused = fused.linear_cross_entropy
+
+    def spy_fused(hidden, weight, labels, num_items=None, dtype=None, end=None):
+        seen.append(("fused", end.weight if end else None, torch.is_grad_enabled()))
+        return original_fused(hidden, weight, labels, num_items, dtype, end)
+
+    monkeypatch.setattr(train, "weighted_lm_loss", spy_plain)
+    monkeypatch.setattr(fused, "linear_cross_entropy", spy_fused)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    config = TrainConfig(method="lora", max_steps=4, batch_size=2, block_size=64, end_loss_weight=3.0, fused_loss=fused_loss).resolved("cpu")
+    result = train_model(AutoModelForCausalLM.from_pretrained(tiny_llama), tokenizer, make_posts(60), make_posts(10, seed=9), config, tmp_path, show_progress=False)
+    path = "fused" if fused_loss else "plain"
+    training = [s for s in seen if s[2]]
+    evaluation = [s for s in seen if not s[2]]
+    assert training == [(path, 3.0, True)] * 4  # every training step weighs the end marker
+    assert evaluation and all(s[1] is None for s in evaluation)  # evaluation: the plain loss, in both paths
+    assert result.best_eval_loss is not None
+    assert run_fingerprint_differs(config)
+
+
+def run_fingerprint_differs(config: TrainConfig) -> bool:
+    """The weight is part of what a run is: a checkpoint made with another weight is not resumed."""
+    from dataclasses import replace
+
+    from huggingtweets.train import run_fingerprint
+
+    plain = replace(config, end_loss_weight=1.0)
+    return run_fingerprint(config, "base", ["a"], ["b"]) != run_fingerprint(plain, "base", ["a"], ["b"])

@@ -61,6 +61,7 @@ def test_the_voice_check_judges_a_bot_trained_on_it(trump: Path, tiny_llama: Pat
     assert [levers[n]["end_bias"] for n in ("default, no end bias (as learnt)", "default, held-out end bias (not tuned)")] == [0.0, held_out]
     default_epochs = report["config"]["epochs"]
     assert levers["half the epochs"]["epochs"] == default_epochs / 2 and levers["twice the epochs"]["epochs"] == default_epochs * 2
+    assert levers["end marker weighted 3x in the loss"]["end_loss_weight"] == 3.0 and report["config"]["end_loss_weight"] == 1.0
     assert all(len(arm["draws"]) == 2 for arm in report["levers"])
     table = voice_check.markdown(report)
     assert ("targets (ended >= 90%, median within ±25%): met" in table) == report["met"]

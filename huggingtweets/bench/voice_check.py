@@ -3,13 +3,13 @@
     huggingtweets bench --voice --json test-artifacts/voice.json                          # the bundled archive
     python -m huggingtweets.bench.second_archive test-artifacts/trump.jsonl
     huggingtweets bench --voice --data test-artifacts/trump.jsonl --json test-artifacts/voice-trump.json
-    huggingtweets bench --voice --levers ...     # and the levers: end bias none / held-out only, half / twice the epochs
+    huggingtweets bench --voice --levers ...     # and the levers: end bias none / held-out only, epochs, end weight in the loss
 
 Unlike the `voice` section of a bench run (the race's bot, trained on a few hundred posts), this trains the default
 bot on every post of the archive (replies kept) with the default CPU training, as a user would, then draws `posts`
 posts at each seed with the bot's own settings (its tuned end bias) and compares them with its training posts
 (quality.voice). Targets: at least 90% of the posts end before the token limit, and their median length is within
-25% of the person's. About 10 minutes per archive of ~1,500 posts on 2 cores (with --levers, about 40).
+25% of the person's. About 10 minutes per archive of ~1,500 posts on 2 cores (with --levers, about 50).
 """
 
 from __future__ import annotations
@@ -26,6 +26,12 @@ from .formatting import publish
 from .options import Say
 from .quality import voice
 
+# Levers that need a bot of their own: its training changed from the default's (epochs as a factor of the default's).
+TRAINING_LEVERS: tuple[tuple[str, dict[str, float]], ...] = (
+    ("half the epochs", {"epochs": 0.5}),
+    ("twice the epochs", {"epochs": 2.0}),
+    ("end marker weighted 3x in the loss", {"end_loss_weight": 3.0}),
+)
 ENDED_TARGET = 0.90
 LENGTH_TOLERANCE = 0.25
 
@@ -44,8 +50,9 @@ def check(
 ) -> dict[str, Any]:
     """Train the default bot on `source` and judge `posts` of its posts at each of `seeds`.
 
-    `levers`: also the same bot at other end biases (none, the held-out one alone), and bots trained for half and
-    twice the default's epochs, each judged the same way (`report["levers"]`).
+    `levers`: also the same bot at other end biases (none, the held-out one alone), and bots trained otherwise
+    (TRAINING_LEVERS: half and twice the epochs, the end marker weighted in the loss), each judged the same way
+    (`report["levers"]`).
     """
     from ..clean import CleanOptions
     from ..corpus import build_corpus
@@ -57,8 +64,9 @@ def check(
     arms: list[dict[str, Any]] = []
     main = _train_and_judge("default", corpus, train_texts, config, base_model, posts, seeds, say, bias_arms=levers, arms=arms)
     if levers:
-        for name, epochs in (("half the epochs", config.epochs / 2), ("twice the epochs", config.epochs * 2)):
-            _train_and_judge(name, corpus, train_texts, replace(config, epochs=epochs), base_model, posts, seeds, say, arms=arms)
+        for name, changes in TRAINING_LEVERS:
+            changes = {k: v * getattr(config, k) if k == "epochs" else v for k, v in changes.items()}
+            _train_and_judge(name, corpus, train_texts, replace(config, **changes), base_model, posts, seeds, say, arms=arms)
     return {
         "source": Path(source).name if Path(source).exists() else source,
         "training_posts": len(train_texts),
@@ -86,7 +94,7 @@ def _train_and_judge(
             held_out = generation["end_calibration"]["held_out_bias"]
             biases += [("default, no end bias (as learnt)", 0.0), ("default, held-out end bias (not tuned)", held_out)]
         for arm, bias in biases:
-            arms.append({"name": arm, "end_bias": bias, "epochs": config.epochs, "draws": _draws(bot, bias, posts, seeds, train_texts, say)})
+            arms.append({"name": arm, "end_bias": bias, "epochs": config.epochs, "end_loss_weight": config.end_loss_weight, "draws": _draws(bot, bias, posts, seeds, train_texts, say)})
     return {"train_seconds": trained_s, "config": bot.info["config"], "end_bias": generation["end_bias"],
             "end_calibration": generation.get("end_calibration"), "draws": arms[-len(biases)]["draws"]}
 
