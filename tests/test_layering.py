@@ -145,3 +145,23 @@ def test_the_reader_finds_each_kind_of_import(tmp_path, source, expected):
 
 def test_a_cycle_is_found_when_there_is_one():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# Issue 24: readable sizes. Limits a little above "~60" and "~300", so that a line added for a reason does not fail
+# the suite, while a function or bench module growing back to twice its size does.
+FUNCTION_LINES = 66
+BENCH_MODULE_LINES = 330
+
+
+def test_no_function_of_the_package_is_long():
+    long = []
+    for name, file in modules().items():
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > FUNCTION_LINES:
+                long.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert not long, long
+
+
+def test_each_bench_module_is_small():
+    sizes = {f.name: len(f.read_text(encoding="utf-8").splitlines()) for f in (PACKAGE / "bench").glob("*.py")}
+    assert len(sizes) >= 10 and not {n: s for n, s in sizes.items() if s > BENCH_MODULE_LINES}, sizes

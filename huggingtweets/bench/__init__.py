@@ -49,7 +49,7 @@ Python process (`child.in_child`); the race runs in this process, timed through 
 
 Layout, lower modules first (a module imports only those above it): `options` and `figures` (pure arithmetic);
 `peak`, `data`, `training`, `gpu`, `steps`, `quality`, `generating`, `race` (the measures); `child` (fresh processes);
-`lever_runs` and `sections` (what a run does, section by section); `formatting`, `report_levers` and `report`
+`lever_runs` and `sections` (what a run does, section by section); `formatting`, `targets`, `report_levers` and `report`
 (the one report writer, reading the report only); this module's `run()` and `main()` on top. Beside them,
 `second_archive` builds a second real archive and `voice_check` judges issue 22's targets on whole archives.
 """
@@ -76,7 +76,8 @@ from .options import GB, GPU_SECTIONS, NO_GPU, REFERENCE_LR, SECTIONS, BenchOpti
 from .peak import machine, matmul_peak
 from .quality import distinct, duplicate_share, repeated_ngram_share, voice
 from .race import compare, default_config, race_arm, race_arms, reference_config
-from .report import markdown, targets
+from .report import markdown
+from .targets import targets
 from .sections import Sections, data_summary, failed_sections, generation_section, gpu, memory, padding_section, race_and_bot, throughput
 from .steps import compile_speedup, step_pairs
 from .training import Clock, count_parameters, gpu_config, gpu_run, prepare, train_steps
