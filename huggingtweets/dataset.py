@@ -167,8 +167,11 @@ def pack(sequences: list[list[int]], block_size: int) -> list[list[int]]:
     return bins
 
 
-def build_blocks(texts: list[str], tokenizer: Any, block_size: int = 128) -> Blocks:
-    """Tokenise framed posts and pack them into blocks with labels on every post token and end token."""
+def build_blocks(texts: list[str], tokenizer: Any, block_size: int = 128, isolate: bool = True) -> Blocks:
+    """Tokenise framed posts and pack them into blocks with labels on every post token and end token.
+
+    `isolate=False`: the framing before 2026-12-06, kept as a measured lever (TrainConfig.isolate_posts): positions
+    run on through the block, so each post sees the posts packed before it."""
     if block_size < 8:
         raise HuggingTweetsError(f"block size must be at least 8 tokens, got {block_size}")
     start, end = markers(tokenizer)
@@ -188,11 +191,13 @@ def build_blocks(texts: list[str], tokenizer: Any, block_size: int = 128) -> Blo
             seq = sequences[i]
             input_ids[b, at : at + len(seq)] = torch.tensor(seq)
             attention[b, at : at + len(seq)] = 1
-            positions[b, at : at + len(seq)] = torch.arange(len(seq))
+            if isolate:
+                positions[b, at : at + len(seq)] = torch.arange(len(seq))
             # The start marker is given, not predicted: label everything after it, end token included.
             labels[b, at + 1 : at + len(seq)] = torch.tensor(seq[1:])
             at += len(seq)
-        positions[b, at:] = torch.arange(block_size - at)
+        if isolate:
+            positions[b, at:] = torch.arange(block_size - at)
     stats = {"posts": len(texts), "blocks": n, "tokens": int(attention.sum())}
     return Blocks(input_ids, attention, labels, positions, truncated, stats)
 

@@ -84,6 +84,10 @@ class TrainConfig:
         metadata={"help": f"torch.compile the transformer layers (needs a C++ compiler; ~1.1x faster LoRA steps after about a minute, see compiling.py); auto: CPU runs of {MIN_STEPS}+ steps of Llama-family models"},
     )
 
+    isolate_posts: bool = field(
+        default=True,
+        metadata={"help": "each packed post sees only itself, as in generation; False: it also sees the posts packed before it (the framing before 2026-12-06, a measured lever)"},
+    )
     end_loss_weight: float = field(
         default=1.0,
         metadata={"help": "the end-of-post token's weight in the training loss, against 1 for every other token (a lever on posts that run on; measured in bench --voice --levers)"},
@@ -171,8 +175,10 @@ def run_fingerprint(config: TrainConfig, base: str, train_texts: list[str], vali
     # length_posts acts after training: checkpoints of a run with another value are the same checkpoints.
     speed_only = ("wandb", "save_minutes", "fused_loss", "compile", "precision", "length_posts")
     settings = {k: v for k, v in asdict(config).items() if k not in speed_only}
-    if settings["end_loss_weight"] == 1:
-        del settings["end_loss_weight"]  # the plain loss, as before the setting existed: earlier runs still resume
+    # At their defaults, as before these settings existed: earlier runs still resume.
+    for name, default in (("end_loss_weight", 1.0), ("isolate_posts", True)):
+        if settings[name] == default:
+            del settings[name]
     digest.update(json.dumps([settings, base], sort_keys=True, default=str).encode())
     for text in (*train_texts, "\x00", *validation_texts):
         digest.update(text.encode())
@@ -454,7 +460,7 @@ def train_model(
         config = config.resolved()
     device = accelerator()
     gpu = device != "cpu"
-    train_data = build_blocks(train_texts, tokenizer, config.block_size)
+    train_data = build_blocks(train_texts, tokenizer, config.block_size, config.isolate_posts)
     eval_data: Blocks | None = build_blocks(validation_texts, tokenizer, config.block_size) if validation_texts else None
     if len(train_data) == 0:
         raise HuggingTweetsError("no training text: give more posts")

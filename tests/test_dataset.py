@@ -298,3 +298,35 @@ def test_each_packed_post_is_seen_as_if_it_were_alone(request: pytest.FixtureReq
         if data.input_ids[b, t] == start and data.attention_mask[b, t] == 1 and data.labels[b, t] == IGNORE
     ]
     assert later and all(data.position_ids[b, t] == 0 for b, t in later)
+
+
+def test_the_old_framing_lever_lets_each_post_see_the_posts_before_it(tiny_llama: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    texts = make_posts(40, seed=5)
+    isolated, old = build_blocks(texts, tokenizer, 64), build_blocks(texts, tokenizer, 64, isolate=False)
+    # The same tokens and labels; only where each post's positions start differs.
+    assert torch.equal(isolated.input_ids, old.input_ids) and torch.equal(isolated.labels, old.labels)
+    assert torch.equal(old.position_ids, torch.arange(64).repeat(len(old), 1))
+    assert not torch.equal(isolated.position_ids, old.position_ids)
+    # A block of several posts: under the old framing the later posts are predicted from the earlier ones too.
+    row = next(i for i in range(len(isolated)) if int((isolated.position_ids[i] == 0).sum()) >= 3)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    with torch.no_grad():
+        logits = [model(**blocks.inputs(slice(row, row + 1))).logits[0] for blocks in (isolated, old)]
+    second = int((isolated.position_ids[row] == 0).nonzero()[1])  # where the block's second post starts
+    first_apart = float((logits[0][:second] - logits[1][:second]).abs().max())
+    later_apart = float((logits[0][second:] - logits[1][second:]).abs().max())
+    assert first_apart < 1e-5 < later_apart, (first_apart, later_apart)  # the first post sees only itself in both
+
+
+def test_the_framing_lever_reaches_training_and_its_fingerprint() -> None:
+    from dataclasses import replace
+
+    from huggingtweets.train import TrainConfig, run_fingerprint
+
+    default = TrainConfig()
+    assert default.isolate_posts  # the framing generation uses
+    assert run_fingerprint(default, "b", ["a"], ["v"]) != run_fingerprint(replace(default, isolate_posts=False), "b", ["a"], ["v"])

@@ -62,6 +62,7 @@ def test_the_voice_check_judges_a_bot_trained_on_it(trump: Path, tiny_llama: Pat
     default_epochs = report["config"]["epochs"]
     assert levers["half the epochs"]["epochs"] == default_epochs / 2 and levers["twice the epochs"]["epochs"] == default_epochs * 2
     assert levers["end marker weighted 3x in the loss"]["end_loss_weight"] == 3.0 and report["config"]["end_loss_weight"] == 1.0
+    assert levers["packed posts see the posts before them (the old framing)"]["isolate_posts"] is False and report["config"]["isolate_posts"]
     assert all(len(arm["draws"]) == 2 for arm in report["levers"])
     table = voice_check.markdown(report)
     assert ("targets (ended >= 90%, median within ±25%): met" in table) == report["met"]

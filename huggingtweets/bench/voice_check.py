@@ -27,7 +27,8 @@ from .options import Say
 from .quality import voice
 
 # Levers that need a bot of their own: its training changed from the default's (epochs as a factor of the default's).
-TRAINING_LEVERS: tuple[tuple[str, dict[str, float]], ...] = (
+TRAINING_LEVERS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("packed posts see the posts before them (the old framing)", {"isolate_posts": False}),
     ("half the epochs", {"epochs": 0.5}),
     ("twice the epochs", {"epochs": 2.0}),
     ("end marker weighted 3x in the loss", {"end_loss_weight": 3.0}),
@@ -51,7 +52,7 @@ def check(
     """Train the default bot on `source` and judge `posts` of its posts at each of `seeds`.
 
     `levers`: also the same bot at other end biases (none, the held-out one alone), and bots trained otherwise
-    (TRAINING_LEVERS: half and twice the epochs, the end marker weighted in the loss), each judged the same way
+    (TRAINING_LEVERS: the old framing, half and twice the epochs, the end marker weighted in the loss), each judged the same way
     (`report["levers"]`).
     """
     from ..clean import CleanOptions
@@ -94,7 +95,8 @@ def _train_and_judge(
             held_out = generation["end_calibration"]["held_out_bias"]
             biases += [("default, no end bias (as learnt)", 0.0), ("default, held-out end bias (not tuned)", held_out)]
         for arm, bias in biases:
-            arms.append({"name": arm, "end_bias": bias, "epochs": config.epochs, "end_loss_weight": config.end_loss_weight, "draws": _draws(bot, bias, posts, seeds, train_texts, say)})
+            arms.append({"name": arm, "end_bias": bias, "epochs": config.epochs, "end_loss_weight": config.end_loss_weight,
+                         "isolate_posts": config.isolate_posts, "draws": _draws(bot, bias, posts, seeds, train_texts, say)})
     return {"train_seconds": trained_s, "config": bot.info["config"], "end_bias": generation["end_bias"],
             "end_calibration": generation.get("end_calibration"), "draws": arms[-len(biases)]["draws"]}
 
