@@ -297,7 +297,7 @@ def _linear_names(model: Any) -> list[str]:
     )
 
 
-def _fused_loss_trainer() -> type:
+def _fused_loss_trainer(end: EndWeight | None = None) -> type:
     from transformers import Trainer
 
     from .loss import causal_lm_loss
@@ -316,7 +316,7 @@ def _fused_loss_trainer() -> type:
                 # accelerate runs the model's forward under its autocast (bf16); the fused path calls the decoder
                 # directly, so it enters the same autocast itself. Without mixed precision this does nothing.
                 with self.accelerator.autocast():
-                    loss = causal_lm_loss(model, inputs, count, getattr(self, "end_weight", None))
+                    loss = causal_lm_loss(model, inputs, count, end)  # weighted as `_end_weighted` weighs the other path
                 if loss is not None:
                     return loss
             return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
@@ -575,7 +575,7 @@ def _trainer(
     callbacks: list[Any] = [relay.callback()]
     if eval_data is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-    trainer = (_fused_loss_trainer() if config.fused_loss else Trainer)(
+    trainer = (_fused_loss_trainer(end) if config.fused_loss else Trainer)(
         model=model,
         args=args,
         train_dataset=train_data,
@@ -584,7 +584,6 @@ def _trainer(
         callbacks=callbacks,
         compute_loss_func=_end_weighted(end) if end is not None else None,
     )
-    trainer.end_weight = end  # the fused path weighs the same way
     if not show_progress:
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
 

@@ -9,6 +9,7 @@ from .formatting import fmt, gb, get, pct
 from .report_levers import lever_lines
 from .targets import gpu_only
 
+
 class _Table:
     """The main table's rows, each with its target's verdict where it carries one."""
 

@@ -25,6 +25,7 @@ from .data import DEFAULT_DATA
 from .formatting import publish
 from .options import Say
 from .quality import voice
+from .targets import VOICE_ENDED, VOICE_LENGTH
 
 # Levers that need a bot of their own: its training changed from the default's (epochs as a factor of the default's).
 TRAINING_LEVERS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -33,15 +34,15 @@ TRAINING_LEVERS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("twice the epochs", {"epochs": 2.0}),
     ("end marker weighted 3x in the loss", {"end_loss_weight": 3.0}),
 )
-ENDED_TARGET = 0.90
-LENGTH_TOLERANCE = 0.25
 
 
 def judge(figures: dict[str, Any]) -> dict[str, bool]:
+    """The bench's own voice targets (targets.py), on one draw."""
     ratio, ended = figures.get("length_ratio"), figures.get("ended_share")
+    low, high = VOICE_LENGTH
     return {
-        "ended": ended is not None and ended >= ENDED_TARGET,
-        "length": ratio is not None and abs(ratio - 1) <= LENGTH_TOLERANCE,
+        "ended": ended is not None and ended >= VOICE_ENDED,
+        "length": ratio is not None and low <= ratio <= high,
     }
 
 
@@ -125,7 +126,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {d['seed']} | {d['median_characters']} | {d['person_median_characters']} | {d['length_ratio']:.2f}x | "
             f"{d['ended_share']:.0%} | {d.get('distinct_2', float('nan')):.2f} | {met} |"
         )
-    lines.append(f"targets (ended >= {ENDED_TARGET:.0%}, median within ±{LENGTH_TOLERANCE:.0%}): {'met' if report['met'] else 'NOT met'}")
+    high = VOICE_LENGTH[1]
+    lines.append(f"targets (ended >= {VOICE_ENDED:.0%}, median within ±{high - 1:.0%}): {'met' if report['met'] else 'NOT met'}")
     if report.get("levers"):
         lines += ["", "| lever | epochs | end bias | ratio per seed | ended per seed |", "|:--|---:|---:|:--|:--|"]
         for arm in report["levers"]:
