@@ -130,7 +130,11 @@ def second_visitor(page: object, tmp_path: Path) -> None:
         bound = demo.websocket_max_message_bytes()
     assert bound < 10 * 2**20  # under tornado's default: a "closed" below shows the server applies the app's bound
     assert page.evaluate(KERNEL_REQUEST, bound // 2) == "reply"  # type: ignore[attr-defined]
-    assert page.evaluate(KERNEL_REQUEST, bound + 2**20) == "closed 1009"  # type: ignore[attr-defined]  # "message too big"
+    # Tornado answers "message too big" (1009) and drops the connection; when the drop lands while the browser is
+    # still sending the rest of the frame, the browser sees the socket reset (1006) instead. Either way the message
+    # never reached the kernel, and the kernel still answers the next request.
+    assert page.evaluate(KERNEL_REQUEST, bound + 2**20) in ("closed 1009", "closed 1006")  # type: ignore[attr-defined]
+    assert page.evaluate(KERNEL_REQUEST, 1) == "reply"  # type: ignore[attr-defined]
 
 
 # A second websocket to the page's kernel (Jupyter's JSON message format), sending one kernel_info_request with
