@@ -64,5 +64,11 @@ def test_the_voice_check_judges_a_bot_trained_on_it(trump: Path, tiny_llama: Pat
     assert levers["end marker weighted 3x in the loss"]["end_loss_weight"] == 3.0 and report["config"]["end_loss_weight"] == 1.0
     assert levers["packed posts see the posts before them (the old framing)"]["isolate_posts"] is False and report["config"]["isolate_posts"]
     assert all(len(arm["draws"]) == 2 for arm in report["levers"])
+    # Each bot's held-out perplexity on the plain loss, against the one base model on the same held-out posts.
+    arms = [report, *report["levers"]]
+    assert len({arm["perplexity"]["base"] for arm in arms}) == 1 and all(arm["perplexity"]["bot"] > 0 for arm in arms)
+    assert levers["default, no end bias (as learnt)"]["perplexity"] == report["perplexity"]  # the same bot
+    for draw in (d for arm in arms for d in arm["draws"]):
+        assert 0 <= draw["copy_rate"] <= 1 and draw["copy_rate"] * 12 == pytest.approx(round(draw["copy_rate"] * 12), abs=0.01)
     table = voice_check.markdown(report)
     assert ("targets (ended >= 90%, median within ±25%): met" in table) == report["met"]

@@ -91,15 +91,18 @@ def _train_and_judge(
         bot = Bot.train_corpus(corpus, Path(tmp) / "bot", base_model=base_model, config=config, show_progress=False, progress=say)
         trained_s = round(time.perf_counter() - started, 1)
         generation = bot.info["generation"]
+        metrics = bot.metrics  # held-out perplexity, plain (unweighted) loss: a lever must not buy length with it
+        perplexity = {"bot": metrics.get("bot_perplexity"), "base": metrics.get("base_perplexity")}
         biases = [(name, generation["end_bias"])]
         if bias_arms:
             held_out = generation["end_calibration"]["held_out_bias"]
             biases += [("default, no end bias (as learnt)", 0.0), ("default, held-out end bias (not tuned)", held_out)]
         for arm, bias in biases:
             arms.append({"name": arm, "end_bias": bias, "epochs": config.epochs, "end_loss_weight": config.end_loss_weight,
-                         "isolate_posts": config.isolate_posts, "draws": _draws(bot, bias, posts, seeds, train_texts, say)})
+                         "isolate_posts": config.isolate_posts, "perplexity": perplexity, "draws": _draws(bot, bias, posts, seeds, train_texts, say)})
     return {"train_seconds": trained_s, "config": bot.info["config"], "end_bias": generation["end_bias"],
-            "end_calibration": generation.get("end_calibration"), "draws": arms[-len(biases)]["draws"]}
+            "end_calibration": generation.get("end_calibration"), "perplexity": perplexity,
+            "draws": arms[-len(biases)]["draws"]}
 
 
 def _draws(bot: Any, bias: float, posts: int, seeds: tuple[int, ...], train_texts: list[str], say: Say) -> list[dict[str, Any]]:
@@ -107,6 +110,7 @@ def _draws(bot: Any, bias: float, posts: int, seeds: tuple[int, ...], train_text
     for seed in seeds:
         samples = bot.generate(n=posts, seed=seed, end_bias=bias)
         figures = voice([s.text for s in samples], [s.ended for s in samples], train_texts)
+        figures["copy_rate"] = round(sum(s.copied for s in samples) / max(1, len(samples)), 4)  # a training post, verbatim
         draws.append({"seed": seed, **figures, "met": judge(figures)})
         say(f"end bias {bias:.2f}, seed {seed}: median {figures['median_characters']} vs {figures['person_median_characters']} "
             f"characters ({figures['length_ratio']:.2f}x), {figures['ended_share']:.0%} ended")
@@ -116,25 +120,31 @@ def _draws(bot: Any, bias: float, posts: int, seeds: tuple[int, ...], train_text
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"voice check on {report['source']} ({report['training_posts']} training posts, trained in {report['train_seconds']} s, "
-        f"end bias {report['end_bias']:.2f})",
-        "| seed | bot median | person median | ratio | ended | distinct-2 | met |",
-        "|---:|---:|---:|---:|---:|---:|:--|",
+        f"end bias {report['end_bias']:.2f}, held-out perplexity bot/base {_perplexity_ratio(report)})",
+        "| seed | bot median | person median | ratio | ended | distinct-2 | copies | met |",
+        "|---:|---:|---:|---:|---:|---:|---:|:--|",
     ]
     for d in report["draws"]:
         met = ", ".join(k for k, v in d["met"].items() if v) or "none"
         lines.append(
             f"| {d['seed']} | {d['median_characters']} | {d['person_median_characters']} | {d['length_ratio']:.2f}x | "
-            f"{d['ended_share']:.0%} | {d.get('distinct_2', float('nan')):.2f} | {met} |"
+            f"{d['ended_share']:.0%} | {d.get('distinct_2', float('nan')):.2f} | {d.get('copy_rate', float('nan')):.1%} | {met} |"
         )
     high = VOICE_LENGTH[1]
     lines.append(f"targets (ended >= {VOICE_ENDED:.0%}, median within ±{high - 1:.0%}): {'met' if report['met'] else 'NOT met'}")
     if report.get("levers"):
-        lines += ["", "| lever | epochs | end bias | ratio per seed | ended per seed |", "|:--|---:|---:|:--|:--|"]
+        lines += ["", "| lever | epochs | end bias | perplexity bot/base | ratio per seed | ended per seed |",
+                  "|:--|---:|---:|---:|:--|:--|"]
         for arm in report["levers"]:
             ratios = " / ".join(f"{d['length_ratio']:.2f}x" for d in arm["draws"])
             ended = " / ".join(f"{d['ended_share']:.0%}" for d in arm["draws"])
-            lines.append(f"| {arm['name']} | {arm['epochs']:g} | {arm['end_bias']:.2f} | {ratios} | {ended} |")
+            lines.append(f"| {arm['name']} | {arm['epochs']:g} | {arm['end_bias']:.2f} | {_perplexity_ratio(arm)} | {ratios} | {ended} |")
     return "\n".join(lines)
+
+
+def _perplexity_ratio(arm: dict[str, Any]) -> str:
+    bot, base = (arm.get("perplexity") or {}).get("bot"), (arm.get("perplexity") or {}).get("base")
+    return f"{bot / base:.2f}" if bot and base else "n/a"
 
 
 def main(args: argparse.Namespace) -> int:
