@@ -217,9 +217,11 @@ def cmd_eval(a: argparse.Namespace) -> int:
     else:
         result["base_perplexity"] = round(perplexity(base, bot.tokenizer, texts, block), 3)
         del base
+    from .generate import copy_share
+
     samples = bot.generate(n=a.n, seed=a.seed, keep_copies=True)
     result["samples"] = len(samples)
-    result["memorisation_rate"] = round(sum(s.copied for s in samples) / max(1, len(samples)), 4)
+    result["memorisation_rate"] = copy_share(samples)
     if a.json:
         print(json.dumps(result))
     else:

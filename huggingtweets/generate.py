@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -79,6 +79,11 @@ class Sample:
 
     def to_dict(self) -> dict[str, object]:
         return {"text": self.text, "copied": self.copied, "prompt": self.prompt, "ended": self.ended, "label": "AI-generated"}
+
+
+def copy_share(samples: Sequence[Sample]) -> float:
+    """The share of `samples` that copy a training post (drawn with `keep_copies`, or it is 0 by construction)."""
+    return round(sum(s.copied for s in samples) / max(1, len(samples)), 4)
 
 
 @dataclass

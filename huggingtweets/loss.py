@@ -44,9 +44,8 @@ CHUNK_TOKENS = 128
 def _softmax_gradient_(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Turn float32 `logits` [vocabulary, tokens] in place into d loss / d logits (softmax minus one-hot, times each
     target's weight: zero for ignored ones); return the weighted sum of the losses. The softmax is taken by hand
-    because `logsumexp` would allocate a
-    second buffer of the logits' size (50-200 MB, fresh pages from the kernel at every step): ~0.1 s of a LoRA step's
-    1.5 s on 2 cores."""
+    because `logsumexp` would allocate a second buffer of the logits' size (50-200 MB, fresh pages from the kernel at
+    every step): ~0.1 s of a LoRA step's 1.5 s on 2 cores."""
     valid = labels != IGNORE
     safe = labels.clamp(min=0)[None, :]
     picked = logits.gather(0, safe)[0]

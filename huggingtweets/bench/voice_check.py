@@ -106,11 +106,14 @@ def _train_and_judge(
 
 
 def _draws(bot: Any, bias: float, posts: int, seeds: tuple[int, ...], train_texts: list[str], say: Say) -> list[dict[str, Any]]:
+    from ..generate import copy_share
+
     draws = []
     for seed in seeds:
-        samples = bot.generate(n=posts, seed=seed, end_bias=bias)
+        # Copies kept: the copy rate is the bot's own, before generation redraws them (as `huggingtweets evaluate`).
+        samples = bot.generate(n=posts, seed=seed, end_bias=bias, keep_copies=True)
         figures = voice([s.text for s in samples], [s.ended for s in samples], train_texts)
-        figures["copy_rate"] = round(sum(s.copied for s in samples) / max(1, len(samples)), 4)  # a training post, verbatim
+        figures["copy_rate"] = copy_share(samples)
         draws.append({"seed": seed, **figures, "met": judge(figures)})
         say(f"end bias {bias:.2f}, seed {seed}: median {figures['median_characters']} vs {figures['person_median_characters']} "
             f"characters ({figures['length_ratio']:.2f}x), {figures['ended_share']:.0%} ended")
@@ -143,7 +146,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def _perplexity_ratio(arm: dict[str, Any]) -> str:
-    bot, base = (arm.get("perplexity") or {}).get("bot"), (arm.get("perplexity") or {}).get("base")
+    perplexity = arm.get("perplexity") or {}
+    bot, base = perplexity.get("bot"), perplexity.get("base")
     return f"{bot / base:.2f}" if bot and base else "n/a"
 
 
