@@ -94,6 +94,22 @@ def test_copies_are_marked_or_replaced(bot: Bot):
         bot.checker = original
 
 
+def test_the_voice_checks_copy_rate_is_the_bots_own_before_copies_are_redrawn(bot: Bot):
+    from huggingtweets.bench.voice_check import _draws
+
+    bias = bot.info["generation"]["end_bias"]
+    first = bot.generate(n=6, seed=7, end_bias=bias)
+    # Half of those posts made training posts: the same draw copies them, and the check must count them, not the
+    # fresh posts generation would redraw in their place (a copy rate of 0 by construction).
+    bot.checker, original = CopyChecker.from_texts(s.text for s in first[:3]), bot.checker
+    try:
+        expected = sum(bot.checker.copies(s.text) for s in first) / 6
+        (draw,) = _draws(bot, bias, 6, (7,), [s.text for s in first], say=lambda _: None)
+    finally:
+        bot.checker = original
+    assert expected >= 0.5 and draw["copy_rate"] == round(expected, 4)
+
+
 def test_stream_yields_growing_text_and_a_final_verdict(bot: Bot):
     parts = list(bot.stream(prompt="the", seed=1, max_new_tokens=40))
     assert len(parts) >= 2 and parts[-1].done and parts[-1].copied is not None
