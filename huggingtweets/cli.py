@@ -141,7 +141,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     config = TrainConfig(
         method=a.method, epochs=a.epochs, learning_rate=a.learning_rate, batch_size=a.batch_size, block_size=a.block_size,
         seed=a.seed, max_steps=a.max_steps or -1, lora_rank=a.lora_rank, wandb=a.wandb, compile=a.compile, precision=a.precision,
-        length_posts=a.length_posts,
+        length_posts=a.length_posts, end_loss_weight=a.end_loss_weight, isolate_posts=a.isolate_posts,
     )
     config.validate()
     # Under torchrun or accelerate launch every process runs this; the main one reports (distributed.py).
@@ -189,7 +189,8 @@ def cmd_generate(a: argparse.Namespace) -> int:
         return 0
     print(f"# AI-generated posts in the style of {', '.join(bot.info.get('accounts', []))} (machine-made, not written by them)")
     for s in samples:
-        print(f"- {s.text}" + ("   [copies a training post]" if s.copied else ""))
+        text = s.text.replace("\n", "\n  ")  # a post's later lines indented under its own "- "
+        print(f"- {text}" + ("   [copies a training post]" if s.copied else ""))
     if len(samples) < a.n:
         _say(f"only {len(samples)} of {a.n} posts were not copies of training posts (pass --keep-copies to see all)")
     return 0
@@ -279,6 +280,7 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--precision", choices=get_args(Precision), default=TrainConfig.precision, help=_help(TrainConfig, "precision"))
     p.add_argument("--length-posts", type=int, default=TrainConfig.length_posts, help=_help(TrainConfig, "length_posts"))
     p.add_argument("--end-loss-weight", type=_positive(float), default=TrainConfig.end_loss_weight, help=_help(TrainConfig, "end_loss_weight"))
+    p.add_argument("--isolate-posts", action=argparse.BooleanOptionalAction, default=TrainConfig.isolate_posts, help=_help(TrainConfig, "isolate_posts"))
     p.add_argument("--min-characters", type=int, default=6000, help="refuse to train on less text than this")
     p.add_argument("--restart", action="store_true", help="discard checkpoints of an interrupted run instead of resuming")
     p.add_argument("--wandb", action="store_true", help=_help(TrainConfig, "wandb"))

@@ -17,6 +17,7 @@ On a CPU with bf16 arithmetic, `fast_weights(model)` first (as `Bot` does) draws
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -115,9 +116,19 @@ def fast_weights(model: object) -> object:
     return model
 
 
+# Control characters (all but tab and newline) and U+FFFD, which decoding puts where the model's bytes are not
+# UTF-8: a model can emit them, and printed they ring the terminal's bell or split a post across lines.
+# A space before them goes too, so that "a \x1c b" does not become a double space.
+_UNPRINTABLE = re.compile(" ?[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffd]+")
+
+
+def printable(text: str) -> str:
+    return _UNPRINTABLE.sub("", text)
+
+
 def finish(text: str, limit: int = MAX_CHARACTERS) -> str:
-    """Tidy a decoded post and keep it within `limit` characters, cutting at a word boundary."""
-    text = text.strip()
+    """Tidy a decoded post (printable characters only) and keep it within `limit` characters, cutting at a word boundary."""
+    text = printable(text).strip()
     if len(text) > limit:
         cut = text[:limit]
         text = cut[: cut.rfind(" ")] if " " in cut[limit // 2 :] else cut
@@ -323,7 +334,7 @@ def stream(model: object, tokenizer: object, options: GenerateOptions, checker: 
             text += piece
             if len(text.strip()) > MAX_CHARACTERS:
                 break
-            yield Partial(text.strip())
+            yield Partial(printable(text).strip())
     finally:
         # Also when the caller stops reading early: generation ends at its next token instead of running on
         # (into the next stream on the same model), and the thread is gone before this returns.

@@ -203,11 +203,13 @@ def test_train_generate_eval_and_list(capsys, home, files, tiny_llama, tmp_path)
     bot = tmp_path / "bots" / "me"
     code, out, err = run(
         capsys, "train", str(files["enough.txt"]), "--out", str(bot), "--base-model", str(tiny_llama),
-        "--method", "full", "--epochs", "2", "--learning-rate", "3e-3", "--block-size", "64", "--compile", "off", "--precision", "bf16", "--length-posts", "0", "--quiet", "--json",
+        "--method", "full", "--epochs", "2", "--learning-rate", "3e-3", "--block-size", "64", "--compile", "off", "--precision", "bf16", "--length-posts", "0",
+        "--end-loss-weight", "2", "--isolate-posts", "--quiet", "--json",
     )
     assert code == 0, err
     config = json.loads((bot / "huggingtweets.json").read_text())["config"]
     assert (config["compile"], config["precision"], config["length_posts"]) == ("off", "bf16", 0)  # the flags reach the config
+    assert (config["end_loss_weight"], config["isolate_posts"]) == (2.0, True)  # the framing levers too, not the defaults
     assert "training (full, bf16, 2 epochs" in err  # and the progress line says how it trains
     result = json.loads(out)
     assert result["bot"] == str(bot) and result["bot_perplexity"] < result["base_perplexity"]
@@ -219,7 +221,10 @@ def test_train_generate_eval_and_list(capsys, home, files, tiny_llama, tmp_path)
     assert len(posts) == 3 and all(isinstance(p["text"], str) and p["text"] and p["copied"] in (True, False) for p in posts)
 
     code, out, _ = run(capsys, "generate", str(bot), "-n", "2", "--seed", "1")
-    assert code == 0 and "AI-generated" in out.splitlines()[0] and len(out.strip().splitlines()) == 3
+    lines = out.strip().split("\n")
+    assert code == 0 and "AI-generated" in lines[0] and sum(line.startswith("- ") for line in lines) == 2
+    assert all(line.startswith(("- ", "  ")) for line in lines[1:])
+    assert all(c.isprintable() or c in "\n\t" for c in out)
 
     code, out, err = run(capsys, "eval", str(bot), str(files["enough.txt"]), "-n", "4", "--json")
     assert code == 0, err
