@@ -170,8 +170,9 @@ def pack(sequences: list[list[int]], block_size: int) -> list[list[int]]:
 def build_blocks(texts: list[str], tokenizer: Any, block_size: int = 128, isolate: bool = True) -> Blocks:
     """Tokenise framed posts and pack them into blocks with labels on every post token and end token.
 
-    `isolate=False`: the framing before 2026-12-06, kept as a measured lever (TrainConfig.isolate_posts): positions
-    run on through the block, so each post sees the posts packed before it."""
+    `isolate=True` (evaluation's framing): each post sees only itself, at positions from 0, as it is generated.
+    `isolate=False` (training's default, TrainConfig.isolate_posts): positions run on through the block, so each post
+    sees the posts packed before it; measured, the bot's own posts then end more reliably (benchmarks/README.md)."""
     if block_size < 8:
         raise HuggingTweetsError(f"block size must be at least 8 tokens, got {block_size}")
     start, end = markers(tokenizer)

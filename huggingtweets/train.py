@@ -85,12 +85,12 @@ class TrainConfig:
     )
 
     isolate_posts: bool = field(
-        default=True,
-        metadata={"help": "each packed post sees only itself, as in generation; False: it also sees the posts packed before it (the framing before 2026-12-06, a measured lever)"},
+        default=False,
+        metadata={"help": "True: each packed post sees only itself, as in generation (the default 2026-12-06 to 07); False: it also sees the posts packed before it, measured to end the bot's posts more reliably (bench --voice --levers)"},
     )
     end_loss_weight: float = field(
-        default=1.0,
-        metadata={"help": "the end-of-post token's weight in the training loss, against 1 for every other token (a lever on posts that run on; measured in bench --voice --levers)"},
+        default=3.0,
+        metadata={"help": "the end-of-post token's weight in the training loss, against 1 for every other token: 3 makes the bot learn where posts end (1 was the default before 2026-12-07; measured in bench --voice --levers)"},
     )
     length_posts: int = field(
         default=64,
@@ -175,7 +175,9 @@ def run_fingerprint(config: TrainConfig, base: str, train_texts: list[str], vali
     # length_posts acts after training: checkpoints of a run with another value are the same checkpoints.
     speed_only = ("wandb", "save_minutes", "fused_loss", "compile", "precision", "length_posts")
     settings = {k: v for k, v in asdict(config).items() if k not in speed_only}
-    # At their defaults, as before these settings existed: earlier runs still resume.
+    # At the values earlier runs had and left out of their fingerprints (end weight 1, each post alone: the defaults
+    # of 2026-12-06): those runs still resume when asked for the same training, and a default run (3x, posts packed
+    # together) does not resume into them.
     for name, default in (("end_loss_weight", 1.0), ("isolate_posts", True)):
         if settings[name] == default:
             del settings[name]

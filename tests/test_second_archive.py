@@ -61,8 +61,10 @@ def test_the_voice_check_judges_a_bot_trained_on_it(trump: Path, tiny_llama: Pat
     assert [levers[n]["end_bias"] for n in ("default, no end bias (as learnt)", "default, held-out end bias (not tuned)")] == [0.0, held_out]
     default_epochs = report["config"]["epochs"]
     assert levers["half the epochs"]["epochs"] == default_epochs / 2 and levers["twice the epochs"]["epochs"] == default_epochs * 2
-    assert levers["end marker weighted 3x in the loss"]["end_loss_weight"] == 3.0 and report["config"]["end_loss_weight"] == 1.0
-    assert levers["packed posts see the posts before them (the old framing)"]["isolate_posts"] is False and report["config"]["isolate_posts"]
+    assert levers["end marker not weighted in the loss (1x, the default before 2026-12-07)"]["end_loss_weight"] == 1.0
+    assert report["config"]["end_loss_weight"] == 3.0
+    assert levers["each packed post sees only itself (the framing of 2026-12-06 to 07)"]["isolate_posts"] is True
+    assert report["config"]["isolate_posts"] is False
     assert all(len(arm["draws"]) == 2 for arm in report["levers"])
     # Each bot's held-out perplexity on the plain loss, against the one base model on the same held-out posts.
     arms = [report, *report["levers"]]

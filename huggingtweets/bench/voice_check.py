@@ -3,7 +3,7 @@
     huggingtweets bench --voice --json test-artifacts/voice.json                          # the bundled archive
     python -m huggingtweets.bench.second_archive test-artifacts/trump.jsonl
     huggingtweets bench --voice --data test-artifacts/trump.jsonl --json test-artifacts/voice-trump.json
-    huggingtweets bench --voice --levers ...     # and the levers: end bias none / held-out only, epochs, end weight in the loss
+    huggingtweets bench --voice --levers ...     # and the levers: end bias none / held-out only, epochs, framing, end weight 1x
 
 Unlike the `voice` section of a bench run (the race's bot, trained on a few hundred posts), this trains the default
 bot on every post of the archive (replies kept) with the default CPU training, as a user would, then draws `posts`
@@ -29,10 +29,10 @@ from .targets import VOICE_ENDED, VOICE_LENGTH
 
 # Levers that need a bot of their own: its training changed from the default's (epochs as a factor of the default's).
 TRAINING_LEVERS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("packed posts see the posts before them (the old framing)", {"isolate_posts": False}),
+    ("each packed post sees only itself (the framing of 2026-12-06 to 07)", {"isolate_posts": True}),
     ("half the epochs", {"epochs": 0.5}),
     ("twice the epochs", {"epochs": 2.0}),
-    ("end marker weighted 3x in the loss", {"end_loss_weight": 3.0}),
+    ("end marker not weighted in the loss (1x, the default before 2026-12-07)", {"end_loss_weight": 1.0}),
 )
 
 
@@ -53,7 +53,7 @@ def check(
     """Train the default bot on `source` and judge `posts` of its posts at each of `seeds`.
 
     `levers`: also the same bot at other end biases (none, the held-out one alone), and bots trained otherwise
-    (TRAINING_LEVERS: the old framing, half and twice the epochs, the end marker weighted in the loss), each judged the same way
+    (TRAINING_LEVERS: each post alone, half and twice the epochs, the end marker not weighted in the loss), each judged the same way
     (`report["levers"]`).
     """
     from ..clean import CleanOptions
