@@ -181,7 +181,9 @@ def test_generation_compares_one_generate_call_per_batch(home, tiny_llama, monke
     assert calls[-2:] == [gen.ROUND, 40] and gen.ROUND < 40  # rounds, then one call; the module's setting restored
 
 
-@pytest.mark.parametrize("method, variant, precision", [("full", "loss", "fp32"), ("lora", "loss", "bf16"), ("lora", "compile", "fp32")])
+@pytest.mark.parametrize("method, variant, precision", [
+    ("full", "loss", "fp32"), ("lora", "loss", "bf16"), ("lora", "compile", "fp32"), ("lora", "end_weight", "bf16"), ("lora", "framing", "fp32"),
+])
 def test_step_pair_levers_time_both_ways_in_one_child(home, tiny_llama, method, variant, precision):
     from conftest import make_posts
 
@@ -192,7 +194,7 @@ def test_step_pair_levers_time_both_ways_in_one_child(home, tiny_llama, method, 
     assert got["new_step_s"] > 0 and got["old_step_s"] > 0 and got["pairs"] == 2 and got["variant"] == variant
     assert got["speedup"] == pytest.approx(got["old_step_s"] / got["new_step_s"]) and got["precision"] == precision
     printed = markdown({"levers": {"steps": 1, "training": {}, f"{variant}_pairs": {method: got}}})
-    assert ("Fused loss" if variant == "loss" else "Compiled layers") in printed and f"{method} (batch 2, {precision}, 2 pairs)" in printed
+    assert dict(bench.PAIR_VARIANTS)[variant] in printed and f"{method} (batch 2, {precision}, 2 pairs)" in printed
 
 
 def test_race_arms_follow_the_model_depth():

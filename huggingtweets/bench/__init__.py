@@ -79,11 +79,11 @@ from .race import compare, default_config, race_arm, race_arms, reference_config
 from .report import markdown
 from .targets import targets
 from .sections import Sections, data_summary, failed_sections, generation_section, gpu, memory, padding_section, race_and_bot, throughput
-from .steps import compile_speedup, step_pairs
+from .steps import PAIR_VARIANTS, compile_speedup, step_pairs
 from .training import Clock, count_parameters, gpu_config, gpu_run, prepare, train_steps
 
 __all__ = [
-    "DEFAULT_DATA", "GB", "GPU_SECTIONS", "NO_GPU", "REFERENCE_LR", "SECTIONS", "BenchOptions", "Clock", "Data", "child_main", "compare", "compile_speedup",
+    "DEFAULT_DATA", "GB", "GPU_SECTIONS", "NO_GPU", "PAIR_VARIANTS", "REFERENCE_LR", "SECTIONS", "BenchOptions", "Clock", "Data", "child_main", "compare", "compile_speedup",
     "count_parameters", "default_config", "describe_gpu", "distinct", "duplicate_share", "evenly", "flops_per_token", "generation", "gpu_config", "gpu_peak", "gpu_run",
     "in_child", "levers", "load_data", "machine", "main", "markdown", "matmul_peak", "median", "options_from_args", "padding",
     "peak_rss_bytes", "prepare", "race_arm", "race_arms", "reference_config", "repeated_ngram_share", "run", "step_pairs",

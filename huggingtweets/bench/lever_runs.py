@@ -11,6 +11,7 @@ from .data import Data, evenly, padding
 from .figures import utilisation
 from .options import BenchOptions, Say
 from .race import compare, default_config, race_arm, race_arms, reference_config
+from .steps import PAIR_VARIANTS
 
 
 def levers(
@@ -75,10 +76,10 @@ def _training(options: BenchOptions, data: Data, peak: dict[str, Any], say: Say,
 
 def _step_pairs(options: BenchOptions, data: Data, say: Say) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for variant, what in (("loss", "fused loss vs transformers' loss"), ("compile", "compiled layers vs eager")):
+    for variant, what in PAIR_VARIANTS:
         out[f"{variant}_pairs"] = {}
         for method, config, pairs in (("full", default_config(2, "full"), 6), ("lora", default_config(2), 20)):
-            say(f"  lever: {what}, {method}, {pairs} alternating pairs of steps")
+            say(f"  lever: {what.lower()}, {method}, {pairs} alternating pairs of steps")
             out[f"{variant}_pairs"][method] = in_child("step_pairs", {
                 "base_model": options.base_model, "texts": data.race_train, "method": method, "batch_size": config.batch_size,
                 "block_size": config.block_size, "pairs": max(2, pairs * options.lever_steps // 6), "variant": variant,

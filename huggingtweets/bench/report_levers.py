@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .formatting import fmt, gb, get, pct
+from .steps import PAIR_VARIANTS
 
 
 def lever_lines(report: dict[str, Any]) -> list[str]:
@@ -40,8 +41,8 @@ def _compile(lev: dict[str, Any]) -> list[str]:
 
 def _pairs(lev: dict[str, Any]) -> list[str]:
     lines = []
-    for key, what in (("loss_pairs", "Fused loss vs transformers' loss"), ("compile_pairs", "Compiled layers vs eager")):
-        pairs = lev.get(key, {})
+    for variant, what in PAIR_VARIANTS:
+        pairs = lev.get(f"{variant}_pairs", {})
         if pairs:
             lines.append(f"{what}, median step in alternating pairs on one model: " + ", ".join(
                 f"{m} (batch {p['batch_size']}, {p.get('precision', 'fp32')}, {p['pairs']} pairs) {fmt(p['old_step_s'])} → {fmt(p['new_step_s'])} s, {fmt(p['speedup'])}x"
