@@ -47,7 +47,17 @@ def _training(info: dict[str, Any], metrics: dict[str, Any], adapter: bool) -> s
     return f"""- Base model: {info.get("base_model_description", info.get("base_model"))}
 - Method: {method}
 - Epochs: {config.get("epochs")}, learning rate {config.get("learning_rate")}, cosine schedule, batch {config.get("batch_size")} blocks of {config.get("block_size")} tokens, seed {config.get("seed")}, {config.get("precision")}
-- Steps: {metrics.get("steps")}, {metrics.get("seconds")} s{", stopped early on request" if info.get("stopped_early") else ""}"""
+- Steps: {metrics.get("steps")}, {metrics.get("seconds")} s{", stopped early on request" if info.get("stopped_early") else ""}
+- Loss: {_loss(config)}"""
+
+
+def _loss(config: dict[str, Any]) -> str:
+    """How the training loss was taken (bots from before these settings: every token alike, posts packed together)."""
+    weight = float(config.get("end_loss_weight", 1.0))
+    framing = "each post seeing only itself" if config.get("isolate_posts") else "posts packed together, each after the ones before it"
+    if weight == 1:
+        return f"every token weighs the same; {framing}"
+    return f"the end-of-post marker weighs {weight:g}x in the train loss below (the validation loss is the plain one); {framing}"
 
 
 def render(info: dict[str, Any], metrics: dict[str, Any], counts_table: str) -> str:

@@ -10,17 +10,18 @@ whole into fixed blocks (first-fit by length), so a block never starts mid-post 
 is padding. Padding is found by position, not by token id: SmolLM2 pads with its end token, and the
 end tokens must keep their labels.
 
-Each post in a block sees only itself, at positions 0, 1, 2, ... as when it is generated: the blocks carry
-`position_ids` that start again at every post and no attention mask, from which transformers builds a causal
-mask per post (its packed-sequence support). Without that a post saw the posts packed before it, at positions
-far from 0, and only the first post of each block was framed as generation frames a post; first-fit puts the
-longest posts first, so the one framing that matched generation was learnt from the longest posts. Measured
-on the real archive (600 posts, the CPU default): the end token's probability over a held-out post, framed as
-in generation, rose from 0.61 to 0.74, generated posts that ended from 77% to 84%, and their median length fell
-from 171 to 139 characters (the person's: 100) (benchmarks/README.md).
+What a post in a block sees is a choice (`isolate`):
+- training (the default, `TrainConfig.isolate_posts=False`): positions run on through the block, so each post
+  sees the posts packed before it and learns where one ends and the next begins;
+- evaluation, the end-bias calibration and generation (`isolate=True`): each post sees only itself, at positions
+  0, 1, 2, ... as when it is generated; the blocks carry `position_ids` that start again at every post and no
+  attention mask, from which transformers builds a causal mask per post (its packed-sequence support).
+Both were measured on two whole archives (benchmarks/README.md, "The new default"): with the end marker weighted
+3x in the loss, posts packed together ended 97.7-99.2% of the time, and each post alone left the bundled archive
+at 89-94%; the held-out perplexity, scored with each post alone, stayed within about 3%.
 
     split = split_posts(posts)                    # newest 10% held out
-    data = build_blocks(split.train_texts, tokenizer, block_size=128)
+    data = build_blocks(split.train_texts, tokenizer, block_size=128, isolate=False)   # as training packs them
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class Blocks(torch.utils.data.Dataset):  # type: ignore[type-arg]
     input_ids: torch.Tensor
     attention_mask: torch.Tensor  # 1 on post tokens, 0 on padding: for counting, not given to the model
     labels: torch.Tensor
-    position_ids: torch.Tensor  # from 0 at every post's start marker (and at the padding): one causal mask per post
+    position_ids: torch.Tensor  # isolated: from 0 at every post's start marker (and at the padding), one causal mask per post
     truncated_posts: int = 0
     stats: dict[str, int] = field(default_factory=dict)
 

@@ -1,7 +1,7 @@
 """Held-out perplexity: how surprised a model is by posts it did not train on.
 
-Posts are framed and packed as in training, each seeing only itself as in generation, and the loss is averaged over every predicted
-token (post tokens and end markers), so a bot and its base model are compared on the same tokens.
+Posts are framed and packed as in training, but each sees only itself, as in generation, and the loss is averaged
+over every predicted token (post tokens and end markers), so a bot and its base model are compared on the same tokens.
 """
 
 from __future__ import annotations

@@ -116,14 +116,23 @@ def fast_weights(model: object) -> object:
     return model
 
 
-# Control characters (all but tab and newline) and U+FFFD, which decoding puts where the model's bytes are not
-# UTF-8: a model can emit them, and printed they ring the terminal's bell or split a post across lines.
-# A space before them goes too, so that "a \x1c b" does not become a double space.
-_UNPRINTABLE = re.compile(" ?[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffd]+")
+# What a model's bytes can decode to that does not print: control characters (all but tab and newline), U+FFFD
+# (where the bytes are not UTF-8) and the bidirectional overrides and isolates, which reorder the text shown after
+# them. Printed, they ring the terminal's bell, split a post across lines or hide what it says. Joiners stay: emoji
+# are built with them. A run of them goes with the spaces around it, one space kept if there was one, so that
+# "a \x1c b" does not become a double space and "so \ufffdfire" does not become "sofire".
+_UNPRINTABLE = re.compile("( ?)[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffd\u202a-\u202e\u2066-\u2069]+( ?)")
+_LINE_SEPARATORS = re.compile("[\u2028\u2029]")  # Unicode's own line and paragraph breaks: `splitlines` splits there
 
 
 def printable(text: str) -> str:
-    return _UNPRINTABLE.sub("", text)
+    text = _LINE_SEPARATORS.sub("\n", text)
+    return _UNPRINTABLE.sub(lambda m: m.group(1) or m.group(2), text)
+
+
+def was_cut(text: str, finished: str) -> bool:
+    """Whether `finish(text)` (given as `finished`) shortened the post, beyond tidying it."""
+    return len(finished) < len(printable(text).strip())
 
 
 def finish(text: str, limit: int = MAX_CHARACTERS) -> str:
@@ -294,7 +303,7 @@ def generate(model: object, tokenizer: object, options: GenerateOptions, checker
                 text = finish(prompt + raw)
                 if not text:
                     continue
-                ended = ended and len(text) == len((prompt + raw).strip())
+                ended = ended and not was_cut(prompt + raw, text)  # cut at the character limit: not ended
                 sample = Sample(text, bool(checker and checker.copies(text)), prompt, ended)
                 (copies if sample.copied and not options.keep_copies else kept).append(sample)
             copy_rounds += len(copies) > copies_before or len(kept) == kept_before  # copies, or only empty posts

@@ -25,6 +25,7 @@ from huggingtweets import paths
 from huggingtweets.app import plots, state, workspace
 from huggingtweets.app.state import AppState, DataStep
 from huggingtweets.errors import HuggingTweetsError
+from huggingtweets.train import TrainConfig
 
 SECRET = "AAAA-secret-bearer-token-1234"
 
@@ -559,6 +560,11 @@ def test_plots_make_pngs(trained: AppState) -> None:
     assert plots.png(plots.data_figure(posts)).startswith(b"\x89PNG")
     assert plots.png(plots.data_figure([])).startswith(b"\x89PNG")
     assert plots.png(plots.loss_figure([(1, 4.0), (2, 3.5)], [(2, 3.8)], total_steps=4)).startswith(b"\x89PNG")
+    # The weighted training loss is labelled as such, beside the plain validation loss; the app's run records its weight.
+    legend = lambda figure: [t.get_text() for t in figure.axes[0].get_legend().get_texts()]  # noqa: E731
+    assert legend(plots.loss_figure([(1, 4.0)], [(1, 3.8)], end_weight=3.0)) == ["train (end marker 3x)", "validation"]
+    assert legend(plots.loss_figure([(1, 4.0)], [(1, 3.8)])) == ["train", "validation"]
+    assert trained.train.end_weight == TrainConfig().end_loss_weight
     texts = [p.text for p in posts]
     figure = plots.length_figure(texts, ["short", "a little longer"])
     assert plots.png(figure).startswith(b"\x89PNG")

@@ -235,7 +235,10 @@ def test_levers_race_the_recipe_with_the_fused_loss_only_when_the_reference_ran(
     assert set(out["race_arms"]) - {fused} == {name for name, _ in bench.race_arms(4)}  # and every variant of the default
     if raced:
         recipe = configs[fused]
-        assert recipe.fused_loss and not bench.reference_config(8).fused_loss  # the race's own reference: transformers' loss
+        reference = bench.reference_config(8)
+        assert recipe.fused_loss and not reference.fused_loss  # the race's own reference: transformers' loss
+        # ... unweighted and packed as the original trained, whatever today's defaults are
+        assert (reference.end_loss_weight, reference.isolate_posts) == (1.0, False) == (recipe.end_loss_weight, recipe.isolate_posts)
         assert (recipe.method, recipe.learning_rate, recipe.epochs) == ("full", bench.REFERENCE_LR, 4.0)
         assert out["race_arms"][fused]["ratio"] == pytest.approx(10.0 / 30.0)  # reaches 2.0 after 10 s vs the reference's 30 s
         assert "the reference recipe with the fused loss" in markdown({"levers": out})

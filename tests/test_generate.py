@@ -10,7 +10,7 @@ from huggingtweets.bot import Bot
 from huggingtweets.clean import CleanOptions
 from huggingtweets.corpus import build_corpus
 from huggingtweets.errors import HuggingTweetsError
-from huggingtweets.generate import MAX_CHARACTERS, finish
+from huggingtweets.generate import MAX_CHARACTERS, finish, was_cut
 from huggingtweets.memorisation import CopyChecker, fingerprints, words
 from huggingtweets.train import TrainConfig
 
@@ -47,6 +47,15 @@ def test_finish_keeps_posts_within_280_characters_at_a_word_boundary():
     assert finish("  hello  ") == "hello"
     # What a model's bytes can decode to: control characters and U+FFFD go, newlines and tabs stay.
     assert finish("a\x07b\x1cc\ufffd\r\nd\te\x7f") == "abc\nd\te" and finish("a \x1c\x07 b") == "a b"
+    # One space stays where there was one, on either side; Unicode's line breaks become newlines; bidi overrides go,
+    # and the joiner inside an emoji stays.
+    assert finish("so \ufffdfire") == "so fire" and finish("so\x1c fire") == "so fire"
+    assert finish("x\u2028y\u2029z") == "x\ny\nz" and finish("\u202eevil\u202c ok") == "evil ok"
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+    assert finish(family) == family
+    # Tidying is not cutting: a post that ended is still ended after its control characters go.
+    assert not was_cut("hello\x07", finish("hello\x07")) and not was_cut(" a \x1c b ", finish(" a \x1c b "))
+    assert was_cut(long, finish(long))
 
 
 @pytest.fixture(scope="module")

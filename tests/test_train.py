@@ -79,6 +79,8 @@ def test_training_lowers_validation_loss_and_writes_a_complete_bot(home, tiny_ll
         assert (folder / name).is_file(), name
     card = (folder / "README.md").read_text()
     assert "AI-generated" in card and "| account |" in card and f"{tiny_llama.name} (a local model folder)" in card
+    # The card says how the loss was taken: its train loss column includes the end marker's weight.
+    assert f"end-of-post marker weighs {TrainConfig().end_loss_weight:g}x in the train loss" in card and "posts packed together" in card
     assert not (home / ".bot.training").exists()  # checkpoints are removed once the bot is written
     assert [b["name"] for b in list_bots(home)] == ["bot"]
     # Damaged or foreign folders beside it are left out, not a traceback: JSON that is not an object, bytes that are not text.

@@ -387,7 +387,7 @@ class TrainPanel(widgets.VBox):
         if throttle and now - self._drawn < REDRAW_SECONDS:
             return
         self._drawn = now
-        figure = plots.loss_figure(self.step.train_losses, self.step.validation_losses, self.step.total_steps)
+        figure = plots.loss_figure(self.step.train_losses, self.step.validation_losses, self.step.total_steps, end_weight=self.step.end_weight)
         self.loss.value = plots.png(figure)
         self.loss.layout.display = ""
 

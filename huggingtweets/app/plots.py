@@ -83,12 +83,19 @@ def data_figure(posts: Sequence[Post], width: float = 8.0) -> Figure:
     return fig
 
 
-def loss_figure(train: Sequence[Point], validation: Sequence[Point] = (), total_steps: int | None = None, width: float = 6.0) -> Figure:
-    """Training loss (logged every few steps) and validation loss (at each evaluation) against the step."""
+def loss_figure(
+    train: Sequence[Point], validation: Sequence[Point] = (), total_steps: int | None = None, width: float = 6.0,
+    end_weight: float = 1.0,
+) -> Figure:
+    """Training loss (logged every few steps) and validation loss (at each evaluation) against the step.
+
+    `end_weight`: the training loss's weight on the end marker (TrainConfig.end_loss_weight). Above 1 the training
+    curve sits a little above a plain loss, and the legend says so: the validation loss is always the plain one."""
     fig = Figure(figsize=(width, 2.6))
     ax = fig.subplots()
     if train:
-        ax.plot(*zip(*train), color=COLOR, marker=".", label="train")
+        label = "train" if end_weight == 1 else f"train (end marker {end_weight:g}x)"
+        ax.plot(*zip(*train), color=COLOR, marker=".", label=label)
     if validation:
         ax.plot(*zip(*validation), color=VALIDATION_COLOR, marker="o", label="validation")
     if not train and not validation:

@@ -310,6 +310,7 @@ class TrainStep(Step):
     step = Int(0)
     total_steps = Int(0)
     train_losses = List(help="[(step, loss)] as logged")
+    end_weight = Float(1.0, help="the logged training loss's weight on the end marker (TrainConfig.end_loss_weight)")
     validation_losses = List(help="[(step, loss)] at each evaluation")
     training = Bool(False, help="a training run is under way (busy also covers loading a bot)")
     stopped = Bool(False, help="the last run was stopped early (its checkpoint is kept)")
@@ -367,6 +368,7 @@ class TrainStep(Step):
             raise HuggingTweetsError("no data yet: read some posts in step 1 first")
         config = TrainConfig(method=self.method, epochs=self.epochs, max_steps=self.max_steps, batch_size=self.batch_size or None)
         config.validate()
+        self.end_weight = config.end_loss_weight
         self._stop.clear()
         self.step, self.total_steps, self.train_losses, self.validation_losses, self.stopped = 0, 0, [], [], False
         self.training = True

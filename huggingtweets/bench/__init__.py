@@ -1,7 +1,7 @@
 """Benchmarks: speed, memory and quality on one set of posts, each figure next to its target (GitHub issue 5).
 
-    huggingtweets bench --quick --json test-artifacts/bench-quick.json          # about 3 minutes on 2 cores
-    python benchmarks/bench.py --json test-artifacts/bench.json                 # about 19 minutes
+    huggingtweets bench --quick --json test-artifacts/bench-quick.json          # about 2 minutes on 2 cores
+    python benchmarks/bench.py --json test-artifacts/bench.json                 # about 15 minutes on 2 cores
     python benchmarks/bench.py --levers-only --json test-artifacts/levers.json  # the levers, about 30 minutes
     bash benchmarks/gpu_check.sh                                                 # the GPU check alone (issue 21), < 8 minutes
     huggingtweets bench --voice --data posts.jsonl                              # issue 22's targets, whole archive (voice_check.py)

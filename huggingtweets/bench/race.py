@@ -96,12 +96,14 @@ def race_arm(name: str, config: Any, base_model: str | None, train: list[str], v
 def reference_config(evals_per_epoch: int) -> Any:
     """The original HuggingTweets training: its recipe, and transformers' Trainer with the model's own loss (as the
     original ran it); this project's fused loss is one of the things measured against it. `--levers` also runs
-    the recipe with the fused loss."""
+    the recipe with the fused loss. Pinned, not inherited from today's defaults: posts packed together, each after
+    the ones before it, and every token weighing the same in the loss (the end marker too), as in the original."""
     from ..train import TrainConfig
 
     return TrainConfig(
         method="full", epochs=4.0, learning_rate=REFERENCE_LR, batch_size=8, block_size=128, precision="fp32",
         evals_per_epoch=evals_per_epoch, early_stopping_patience=evals_per_epoch, save_minutes=1e9, fused_loss=False,
+        isolate_posts=False, end_loss_weight=1.0,
     )
 
 
