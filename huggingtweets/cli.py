@@ -331,7 +331,7 @@ def _add_bots(sub: Any) -> None:
 def _add_demo(sub: Any) -> None:
     """demo: the Voilà app."""
     p = sub.add_parser("demo", help="open the web demo (Voilà)")
-    p.add_argument("--port", type=int, default=8866)
+    p.add_argument("--port", type=_positive(int, most=65535), default=8866, help="the port to serve on (1-65535)")
     p.add_argument("--no-browser", action="store_true")
     p.add_argument("--max-upload-mb", type=_positive(float), default=None, help="largest upload a visitor may send, in MB (default 100)")
     p.set_defaults(run=cmd_demo)

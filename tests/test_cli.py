@@ -86,6 +86,8 @@ def test_bad_sources_give_one_line_and_write_nothing(capsys, home, tmp_path, fil
         (["generate", "B", "-n", "0"], ["-n", "positive"]),
         (["generate", "B", "--temperature", "0"], ["temperature", "positive"]),
         (["generate", "B", "--temperature", "hot"], ["temperature", "not a number"]),
+        (["demo", "--port", "99999"], ["port", "at most 65,535"]),  # bind() would raise OverflowError
+        (["demo", "--port", "-5"], ["port", "positive"]),
         (["frobnicate"], ["invalid choice"]),
     ],
 )
