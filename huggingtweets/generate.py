@@ -130,18 +130,18 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(lambda m: m.group(1) or m.group(2), text)
 
 
-def was_cut(text: str, finished: str) -> bool:
-    """Whether `finish(text)` (given as `finished`) shortened the post, beyond tidying it."""
-    return len(finished) < len(printable(text).strip())
-
-
 def finish(text: str, limit: int = MAX_CHARACTERS) -> str:
     """Tidy a decoded post (printable characters only) and keep it within `limit` characters, cutting at a word boundary."""
+    return finish_cut(text, limit)[0]
+
+
+def finish_cut(text: str, limit: int = MAX_CHARACTERS) -> tuple[str, bool]:
+    """`finish(text)`, and whether it had to shorten the post beyond tidying it (a cut post did not end)."""
     text = printable(text).strip()
-    if len(text) > limit:
-        cut = text[:limit]
-        text = cut[: cut.rfind(" ")] if " " in cut[limit // 2 :] else cut
-    return text.strip()
+    if len(text) <= limit:
+        return text, False
+    cut = text[:limit]
+    return (cut[: cut.rfind(" ")] if " " in cut[limit // 2 :] else cut).strip(), True
 
 
 def _prompt(options: GenerateOptions) -> str:
@@ -300,10 +300,10 @@ def generate(model: object, tokenizer: object, options: GenerateOptions, checker
             batch = min(options.batch_size, max(need, 2 if checker else need))
             for row in draw_batch(model, prompt_ids, batch, settings, stops):
                 raw, ended = _decode(tokenizer, row, stops)
-                text = finish(prompt + raw)
+                text, cut = finish_cut(prompt + raw)
                 if not text:
                     continue
-                ended = ended and not was_cut(prompt + raw, text)  # cut at the character limit: not ended
+                ended = ended and not cut  # cut at the character limit: not ended
                 sample = Sample(text, bool(checker and checker.copies(text)), prompt, ended)
                 (copies if sample.copied and not options.keep_copies else kept).append(sample)
             copy_rounds += len(copies) > copies_before or len(kept) == kept_before  # copies, or only empty posts

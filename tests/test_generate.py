@@ -10,7 +10,7 @@ from huggingtweets.bot import Bot
 from huggingtweets.clean import CleanOptions
 from huggingtweets.corpus import build_corpus
 from huggingtweets.errors import HuggingTweetsError
-from huggingtweets.generate import MAX_CHARACTERS, finish, was_cut
+from huggingtweets.generate import MAX_CHARACTERS, finish, finish_cut
 from huggingtweets.memorisation import CopyChecker, fingerprints, words
 from huggingtweets.train import TrainConfig
 
@@ -54,8 +54,8 @@ def test_finish_keeps_posts_within_280_characters_at_a_word_boundary():
     family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
     assert finish(family) == family
     # Tidying is not cutting: a post that ended is still ended after its control characters go.
-    assert not was_cut("hello\x07", finish("hello\x07")) and not was_cut(" a \x1c b ", finish(" a \x1c b "))
-    assert was_cut(long, finish(long))
+    assert finish_cut("hello\x07") == ("hello", False) and finish_cut(" a \x1c b ") == ("a b", False)
+    assert finish_cut(long) == (cut, True)
 
 
 @pytest.fixture(scope="module")
